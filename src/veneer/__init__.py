@@ -1,0 +1,34 @@
+"""veneer: Redis as a performance layer over your database, never its source of truth."""
+
+from __future__ import annotations
+
+from ._async._cache import AsyncCache, AsyncCachedFunction
+from ._codec import Codec, JsonCodec, MsgpackCodec, PickleCodec
+from ._errors import (
+    ConfigurationError,
+    SourceOverloaded,
+    UnencodableValue,
+    ValueTooLarge,
+    VeneerError,
+)
+from ._keyfunc import UncacheableArguments
+from ._stats import CacheStats
+from ._sync._cache import Cache, CachedFunction
+
+__all__ = [
+    "AsyncCache",
+    "AsyncCachedFunction",
+    "Cache",
+    "CacheStats",
+    "CachedFunction",
+    "Codec",
+    "ConfigurationError",
+    "JsonCodec",
+    "MsgpackCodec",
+    "PickleCodec",
+    "SourceOverloaded",
+    "UncacheableArguments",
+    "UnencodableValue",
+    "ValueTooLarge",
+    "VeneerError",
+]

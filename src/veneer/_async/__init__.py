@@ -1,0 +1,1 @@
+"""The asyncio shell: the source the sync shell is generated from."""

@@ -1,0 +1,100 @@
+"""The invalidation channel: carries every invalidation to every process's L1.
+
+One subscriber per cache keeps a pub/sub connection open. While it is not
+subscribed the cache cannot learn of other processes' invalidations, so it
+tells the cache (``on_lost``) and the cache stops trusting its L1 as fresh;
+on every (re)subscription (``on_live``) the cache may trust newly filled
+entries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._concurrency import Background, sleep, spawn
+
+__all__ = ["AsyncBroadcastSubscriber"]
+
+log = logging.getLogger("veneer")
+
+_POLL_SECONDS = 1.0
+
+
+class AsyncBroadcastSubscriber:
+    def __init__(
+        self,
+        client: Any,
+        channel: str,
+        *,
+        on_message: Callable[[bytes], None],
+        on_live: Callable[[], Awaitable[None]],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._channel = channel
+        self._on_message = on_message
+        self._on_live = on_live
+        self._on_lost = on_lost
+        self._pubsub: Any = None
+        self._worker: Background | None = None
+        self.live = False
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = spawn(self._run, f"veneer-broadcast-{self._channel}")
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        worker = self._worker
+        while worker is None or not worker.stopping:
+            try:
+                await self._listen()
+                backoff = 0.05
+            except Exception as exc:
+                if worker is not None and worker.stopping:
+                    return
+                log.debug("veneer: invalidation channel lost: %s", exc)
+            self._mark_lost()
+            await sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 2.0)
+            worker = self._worker
+
+    async def _listen(self) -> None:
+        pubsub = self._pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            while self._worker is None or not self._worker.stopping:
+                message = await pubsub.get_message(timeout=_POLL_SECONDS)
+                if message is None:
+                    continue
+                kind = message.get("type")
+                if kind in (b"subscribe", "subscribe"):
+                    self.live = True
+                    await self._on_live()
+                elif kind in (b"message", "message"):
+                    self._on_message(message["data"])
+        finally:
+            self._pubsub = None
+            await pubsub.aclose()
+
+    def _mark_lost(self) -> None:
+        if self.live:
+            self.live = False
+            self._on_lost()
+
+    async def _interrupt(self) -> None:
+        pubsub = self._pubsub
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except Exception:
+                pass
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop(self._interrupt)
+            self._worker = None
+        self.live = False

@@ -1,0 +1,143 @@
+"""L2 I/O: the Redis commands veneer sends, and nothing else.
+
+Reads (GET, MGET) take a lean path: veneer keeps its own free list of redis-py
+connections and writes pre-packed RESP, skipping redis-py's general command
+path (pool bookkeeping, retries, response callbacks and, since redis-py 6,
+observability hooks), which costs more than the round trip itself on loopback
+(``benchmarks/hit_path.py`` measures both). Writes are rarer and go through the
+redis-py client. Errors propagate; the cache front decides what they mean.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any
+
+import redis.asyncio as redis_client
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .._url import client_kwargs, validate_url
+
+__all__ = ["AsyncL2", "build_client"]
+
+_GET_HEAD = b"*2\r\n$3\r\nGET\r\n$"
+
+
+def build_client(url: str, *, redis_timeout: float, connect_timeout: float) -> Any:
+    """A client for ``url`` with veneer's deadlines and no retries."""
+    validate_url(url)
+    return redis_client.Redis.from_url(
+        url, retry=Retry(NoBackoff(), 0), **client_kwargs(redis_timeout, connect_timeout)
+    )
+
+
+def client_like(client: Any, *, redis_timeout: float, connect_timeout: float) -> Any:
+    """A client to the same server as ``client``, with veneer's deadlines and no retries.
+
+    veneer never changes the caller's client: it copies the connection settings
+    (host, TLS, credentials, db) into its own pool.
+    """
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(client_kwargs(redis_timeout, connect_timeout))
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    new_pool = redis_client.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    return redis_client.Redis(connection_pool=new_pool)
+
+
+def _pack_get(key: bytes) -> bytes:
+    return b"%b%d\r\n%b\r\n" % (_GET_HEAD, len(key), key)
+
+
+def _pack_mget(keys: list[bytes]) -> bytes:
+    parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
+    for key in keys:
+        parts.append(b"$%d\r\n%b\r\n" % (len(key), key))
+    return b"".join(parts)
+
+
+class AsyncL2:
+    """The Redis tier of one cache."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        pool = client.connection_pool
+        self._connection_class = pool.connection_class
+        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._free: deque[Any] = deque()
+        self._pid = os.getpid()
+
+    async def _connection(self) -> Any:
+        if self._pid != os.getpid():
+            # A forked child must not share sockets with its parent.
+            self._free.clear()
+            self._pid = os.getpid()
+        try:
+            return self._free.pop()
+        except IndexError:
+            connection = self._connection_class(**self._connection_kwargs)
+            await connection.connect()
+            return connection
+
+    async def _roundtrip(self, packed: bytes) -> Any:
+        connection = await self._connection()
+        try:
+            await connection.send_packed_command([packed], False)
+            reply = await connection.read_response()
+        except BaseException:
+            # Whatever happened mid-command (timeout, cancel), the socket's state is unknown.
+            await connection.disconnect()
+            raise
+        self._free.append(connection)
+        return reply
+
+    async def get(self, key: bytes) -> bytes | None:
+        reply: bytes | None = await self._roundtrip(_pack_get(key))
+        return reply
+
+    async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        reply: list[bytes | None] = await self._roundtrip(_pack_mget(keys))
+        return reply
+
+    async def set(self, key: bytes, data: bytes, px: int) -> None:
+        await self.client.set(key, data, px=px)
+
+    async def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, data, px in items:
+                pipe.set(key, data, px=px)
+            await pipe.execute()
+
+    async def delete(self, *keys: bytes) -> None:
+        await self.client.delete(*keys)
+
+    async def read_stamps(self, keys: list[bytes], fresh: list[int], ex: int) -> list[int]:
+        """Current versions of stamp keys, creating the missing ones with ``fresh`` versions.
+
+        ``SET NX`` then ``GET`` in one pipeline reads and initialises in one round
+        trip (``SET NX GET`` would be one command, but only from Redis 7.0). A stamp
+        never goes back to "absent", so an entry written under an old version can
+        never match again, even after the stamp key expired or its shard restarted.
+        """
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, version in zip(keys, fresh, strict=True):
+                pipe.set(key, version, nx=True, ex=ex)
+                pipe.get(key)
+            replies = await pipe.execute()
+        return [
+            version if reply is None else int(reply)
+            for reply, version in zip(replies[1::2], fresh, strict=True)
+        ]
+
+    async def write_stamp(self, key: bytes, version: int, ex: int) -> None:
+        await self.client.set(key, version, ex=ex)
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self.client.publish(channel, message)
+
+    async def close(self) -> None:
+        while self._free:
+            await self._free.pop().disconnect()
+        await self.client.aclose()

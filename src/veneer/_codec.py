@@ -1,0 +1,294 @@
+"""Serialization: safe codecs, compression, and the envelope every Redis value is wrapped in.
+
+The envelope is a fixed binary header followed by the payload::
+
+    u8  format version (1)
+    u8  flags: bits 0-2 codec id, bits 3-4 compression id, bit 5 negative entry
+    f64 fresh_until, unix seconds (past it the entry is stale, not gone)
+    f32 load duration of the value, seconds (XFetch's delta)
+    u64 namespace epoch the value was loaded under
+    u16 number of tags, then per tag: u16 name length, name (utf-8), u64 version
+    ... payload (codec output, compressed when the flag says so)
+
+Anything that does not parse is a :class:`CorruptEntry`, which every caller
+treats as a miss: a bad byte in Redis must never become an exception in the app.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import msgspec
+import zstandard
+
+__all__ = [
+    "Codec",
+    "CorruptEntry",
+    "Envelope",
+    "EnvelopeCodec",
+    "JsonCodec",
+    "MsgpackCodec",
+    "PickleCodec",
+    "codec_from_option",
+]
+
+FORMAT_VERSION: Final = 1
+_HEADER = struct.Struct("<BBdfQH")
+_TAG_HEAD = struct.Struct("<H")
+_TAG_VERSION = struct.Struct("<Q")
+HEADER_SIZE: Final = _HEADER.size
+
+_FLAG_CODEC_MASK: Final = 0b0000_0111
+_FLAG_COMPRESSION_SHIFT: Final = 3
+_FLAG_COMPRESSION_MASK: Final = 0b0001_1000
+_FLAG_NEGATIVE: Final = 0b0010_0000
+
+COMPRESSION_NONE: Final = 0
+COMPRESSION_ZSTD: Final = 1
+COMPRESSION_LZ4: Final = 2
+
+
+class CorruptEntry(Exception):
+    """An entry read from Redis that cannot be decoded; callers treat it as a miss."""
+
+
+class Codec(Protocol):
+    """Turns a Python value into bytes and back. ``codec_id`` is stored in every envelope."""
+
+    codec_id: int
+    name: str
+
+    def encode(self, value: Any, /) -> bytes: ...
+
+    def decode(self, data: bytes, /, type: Any = None) -> Any: ...
+
+
+class MsgpackCodec:
+    """msgspec msgpack: the default. Safe for untrusted bytes, compact, fast."""
+
+    codec_id = 1
+    name = "msgpack"
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder()
+        # Typed decoders are built once per type and reused (msgspec perf tip).
+        self._typed: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+    def encode(self, value: Any, /) -> bytes:
+        return self._encoder.encode(value)
+
+    def decode(self, data: bytes, /, type: Any = None) -> Any:
+        if type is None:
+            return self._decoder.decode(data)
+        decoder = self._typed.get(type)
+        if decoder is None:
+            decoder = self._typed[type] = msgspec.msgpack.Decoder(type)
+        return decoder.decode(data)
+
+
+class JsonCodec:
+    """msgspec JSON: readable in ``redis-cli``, shareable with non-Python readers."""
+
+    codec_id = 2
+    name = "json"
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder()
+        self._typed: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+    def encode(self, value: Any, /) -> bytes:
+        return self._encoder.encode(value)
+
+    def decode(self, data: bytes, /, type: Any = None) -> Any:
+        if type is None:
+            return self._decoder.decode(data)
+        decoder = self._typed.get(type)
+        if decoder is None:
+            decoder = self._typed[type] = msgspec.json.Decoder(type)
+        return decoder.decode(data)
+
+
+class PickleCodec:
+    """pickle, an explicit opt-in only: whoever can write to Redis can run code in the app.
+
+    Use it only when every writer of the Redis instance is trusted; classes that
+    move or change break unpickling (which is then a miss, not an error).
+    """
+
+    codec_id = 3
+    name = "pickle"
+
+    def encode(self, value: Any, /) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, data: bytes, /, type: Any = None) -> Any:
+        value = pickle.loads(data)  # explicit opt-in, see the class docstring
+        if type is not None and not isinstance(value, type):
+            raise TypeError(f"unpickled {value.__class__.__name__}, expected {type.__name__}")
+        return value
+
+
+_CODECS: dict[str, Callable[[], Codec]] = {
+    "msgpack": MsgpackCodec,
+    "json": JsonCodec,
+    "pickle": PickleCodec,
+}
+
+
+def codec_from_option(option: str | Codec) -> Codec:
+    if isinstance(option, str):
+        factory = _CODECS.get(option)
+        if factory is None:
+            raise ValueError(
+                f"codec={option!r} is not known; use one of {sorted(_CODECS)} or a Codec object"
+            )
+        return factory()
+    if not (hasattr(option, "encode") and hasattr(option, "decode")):
+        raise ValueError("codec must be a name or an object with encode() and decode()")
+    if not 1 <= int(getattr(option, "codec_id", 0)) <= _FLAG_CODEC_MASK:
+        raise ValueError(f"a custom codec needs an integer codec_id from 1 to {_FLAG_CODEC_MASK}")
+    return option
+
+
+class _Zstd(threading.local):
+    """zstandard contexts are not safe to share between threads; one pair per thread."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=1)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+def _lz4() -> Any:
+    try:
+        import lz4.frame
+    except ImportError as exc:
+        raise ValueError(
+            "compression='lz4' needs the lz4 package: pip install 'veneer[lz4]'"
+        ) from exc
+    return lz4.frame
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A decoded entry: the value and what veneer needs to know about it."""
+
+    value: Any
+    fresh_until: float
+    load_seconds: float
+    ns_epoch: int
+    tags: Mapping[str, int]
+    negative: bool
+    size: int = 0  # bytes in Redis, filled in by the reader
+
+
+class EnvelopeCodec:
+    """Encodes values into envelopes and back; built once per cache, reused on every call."""
+
+    __slots__ = ("_codec", "_compress_above", "_compression", "_lz4", "_zstd", "codec")
+
+    def __init__(self, codec: Codec, *, compression: str, compress_above: int) -> None:
+        self.codec = codec
+        self._codec = {codec.codec_id: codec}
+        self._compress_above = compress_above
+        self._zstd = _Zstd()
+        self._lz4: Any = None
+        if compression == "zstd":
+            self._compression = COMPRESSION_ZSTD
+        elif compression == "lz4":
+            self._lz4 = _lz4()
+            self._compression = COMPRESSION_LZ4
+        elif compression == "none":
+            self._compression = COMPRESSION_NONE
+        else:
+            raise ValueError(f"compression={compression!r}: use 'zstd', 'lz4' or 'none'")
+
+    def encode(
+        self,
+        value: Any,
+        /,
+        *,
+        fresh_until: float,
+        load_seconds: float,
+        ns_epoch: int,
+        tags: Sequence[tuple[str, int]] = (),
+    ) -> bytes:
+        negative = value is None
+        payload = b"" if negative else self.codec.encode(value)
+        compression = COMPRESSION_NONE
+        if self._compression and len(payload) > self._compress_above:
+            compressed = self._compress(payload)
+            if len(compressed) < len(payload):
+                payload = compressed
+                compression = self._compression
+        flags = self.codec.codec_id | (compression << _FLAG_COMPRESSION_SHIFT)
+        if negative:
+            flags |= _FLAG_NEGATIVE
+        head = _HEADER.pack(
+            FORMAT_VERSION, flags, fresh_until, load_seconds, ns_epoch & 0xFFFFFFFFFFFFFFFF,
+            len(tags),
+        )  # fmt: skip
+        if not tags:
+            return head + payload
+        parts = [head]
+        for name, version in tags:
+            raw = name.encode()
+            parts.append(_TAG_HEAD.pack(len(raw)))
+            parts.append(raw)
+            parts.append(_TAG_VERSION.pack(version & 0xFFFFFFFFFFFFFFFF))
+        parts.append(payload)
+        return b"".join(parts)
+
+    def decode(self, data: bytes, /, type: Any = None) -> Envelope:
+        try:
+            version, flags, fresh_until, load_seconds, ns_epoch, ntags = _HEADER.unpack_from(data)
+        except (struct.error, TypeError) as exc:
+            raise CorruptEntry(f"short or non-bytes entry: {exc}") from None
+        if version != FORMAT_VERSION:
+            raise CorruptEntry(f"unknown envelope format version {version}")
+        offset = HEADER_SIZE
+        tags: dict[str, int] = {}
+        try:
+            for _ in range(ntags):
+                (length,) = _TAG_HEAD.unpack_from(data, offset)
+                offset += 2
+                name = data[offset : offset + length].decode()
+                offset += length
+                (tags[name],) = _TAG_VERSION.unpack_from(data, offset)
+                offset += 8
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise CorruptEntry(f"bad tag section: {exc}") from None
+        if flags & _FLAG_NEGATIVE:
+            return Envelope(None, fresh_until, load_seconds, ns_epoch, tags, True)
+        codec = self._codec.get(flags & _FLAG_CODEC_MASK)
+        if codec is None:
+            raise CorruptEntry(f"entry written with codec id {flags & _FLAG_CODEC_MASK}")
+        payload = data[offset:] if offset < len(data) else b""
+        try:
+            compression = (flags & _FLAG_COMPRESSION_MASK) >> _FLAG_COMPRESSION_SHIFT
+            if compression:
+                payload = self._decompress(compression, payload)
+            value = codec.decode(payload, type=type)
+        except CorruptEntry:
+            raise
+        except Exception as exc:  # any decoder failure is a miss, whatever raised it
+            raise CorruptEntry(f"{exc.__class__.__name__}: {exc}") from None
+        return Envelope(value, fresh_until, load_seconds, ns_epoch, tags, False)
+
+    def _compress(self, payload: bytes) -> bytes:
+        if self._compression == COMPRESSION_ZSTD:
+            return bytes(self._zstd.compressor.compress(payload))
+        return bytes(self._lz4.compress(payload))
+
+    def _decompress(self, compression: int, payload: bytes) -> bytes:
+        if compression == COMPRESSION_ZSTD:
+            return bytes(self._zstd.decompressor.decompress(payload))
+        if compression == COMPRESSION_LZ4:
+            return bytes((self._lz4 or _lz4()).decompress(payload))
+        raise CorruptEntry(f"unknown compression id {compression}")

@@ -1,0 +1,119 @@
+"""Cache options: validated once, when the cache is built, with messages that say what to change."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ._codec import Codec
+from ._errors import ConfigurationError
+from ._keys import validate_namespace
+
+__all__ = ["CacheOptions"]
+
+_DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheOptions:
+    namespace: str
+    ttl: float | None = None
+    """Default TTL (seconds) for values that are not given one per call or per decorator."""
+    jitter: float = 0.1
+    """Each TTL is spread by +-jitter (a fraction): keys written together expire apart."""
+    negative_ttl: float = 30.0
+    """TTL of the entry cached when a loader returns ``None`` (capped at the value's own TTL)."""
+    cache_none: bool = True
+    max_ttl: float = _DAY
+    """No entry lives longer than this; tag stamps are kept for longer, so they cannot recycle."""
+    l1_size: int = 10_000
+    """Entries kept in process; 0 turns the in-process tier off."""
+    l1_max_bytes: int = 64 * 1024 * 1024
+    l1_ttl: float = 5.0
+    """How long a process trusts its L1 copy; bounds staleness after a missed broadcast."""
+    redis_timeout: float = 0.1
+    """Socket read/write deadline of every Redis call, seconds."""
+    connect_timeout: float = 0.2
+    max_value_bytes: int = 1024 * 1024
+    compress_above: int = 4096
+    compression: str = "zstd"
+    codec: str | Codec = "msgpack"
+    stamp_ttl: float = 1.0
+    """How long a process trusts its copy of a tag or namespace version stamp, seconds."""
+    broadcast: bool = True
+    """Carry invalidations to every process's L1 over Redis pub/sub."""
+    error_log_interval: float = 10.0
+    """At most one warning per this many seconds for repeated Redis errors (they are counted)."""
+
+    def __post_init__(self) -> None:
+        try:
+            validate_namespace(self.namespace)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if self.ttl is not None:
+            _check_positive("ttl", self.ttl)
+            if self.ttl > self.max_ttl:
+                raise ConfigurationError(
+                    f"ttl={self.ttl} is above max_ttl={self.max_ttl}; lower ttl or raise max_ttl"
+                )
+        _check_positive("negative_ttl", self.negative_ttl)
+        _check_positive("max_ttl", self.max_ttl)
+        _check_positive("redis_timeout", self.redis_timeout)
+        _check_positive("connect_timeout", self.connect_timeout)
+        _check_positive("stamp_ttl", self.stamp_ttl)
+        _check_positive("error_log_interval", self.error_log_interval)
+        if not 0.0 <= self.jitter < 0.5:
+            raise ConfigurationError(
+                f"jitter={self.jitter} must be a fraction in [0, 0.5): 0.1 spreads TTLs by +-10%"
+            )
+        if self.l1_size < 0 or self.l1_max_bytes < 0:
+            raise ConfigurationError("l1_size and l1_max_bytes must be >= 0 (0 turns L1 off)")
+        if self.l1_size:
+            _check_positive("l1_ttl", self.l1_ttl)
+        if self.max_value_bytes < 1:
+            raise ConfigurationError(f"max_value_bytes={self.max_value_bytes} must be >= 1")
+        if self.compress_above < 0:
+            raise ConfigurationError(f"compress_above={self.compress_above} must be >= 0")
+        if self.compression not in ("zstd", "lz4", "none"):
+            raise ConfigurationError(
+                f"compression={self.compression!r}: use 'zstd' (default), 'lz4' or 'none'"
+            )
+
+    @classmethod
+    def build(cls, namespace: str, options: dict[str, Any]) -> CacheOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {', '.join(unknown)}; known options: "
+                f"{', '.join(sorted(known - {'namespace'}))}"
+            )
+        return cls(namespace=namespace, **options)
+
+    def resolve_ttl(self, ttl: float | None) -> float:
+        """The TTL for one write: the call's, else the cache default; there is no 'forever'."""
+        if ttl is None:
+            ttl = self.ttl
+            if ttl is None:
+                raise ConfigurationError(
+                    "no TTL: pass ttl= to this call or the decorator, or set a default with "
+                    "Cache.from_url(..., ttl=SECONDS); veneer never writes a value without one"
+                )
+            return ttl
+        _check_positive("ttl", ttl)
+        if ttl > self.max_ttl:
+            raise ConfigurationError(
+                f"ttl={ttl} is above max_ttl={self.max_ttl}; lower it or raise max_ttl"
+            )
+        return float(ttl)
+
+
+def _check_positive(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")

@@ -1,0 +1,58 @@
+"""What differs between the asyncio and the threaded shell, written by hand for each.
+
+Everything else in ``veneer/_sync`` is generated from ``veneer/_async`` by
+``scripts/unasync.py``; this module is the hand-written twin of
+``veneer/_async/_concurrency.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
+
+__all__ = ["Background", "Loader", "ManyLoader", "call_loader", "is_our_kind", "sleep", "spawn"]
+
+T = TypeVar("T")
+
+Loader: TypeAlias = Callable[[], T]
+ManyLoader: TypeAlias = Callable[[list[str]], Any]
+
+
+def call_loader(loader: Callable[[], Any]) -> Any:
+    return loader()
+
+
+def is_our_kind(fn: Callable[..., Any]) -> bool:
+    """Whether ``@cached`` on this front can wrap ``fn`` (sync front: plain functions)."""
+    return not inspect.iscoroutinefunction(fn)
+
+
+KIND_HINT = "Cache.cached wraps plain functions; use AsyncCache.cached for 'async def' ones"
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+class Background:
+    """A long-running helper: a daemon thread here, an asyncio task in the async shell."""
+
+    def __init__(self, run: Callable[[], None], name: str) -> None:
+        self.stopping = False
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, interrupt: Callable[[], None] | None = None) -> None:
+        # The thread may be blocked in a socket read: the interrupt (closing that
+        # socket) wakes it, and it sees `stopping` and returns.
+        self.stopping = True
+        if interrupt is not None:
+            interrupt()
+        self._thread.join(timeout=5.0)
+
+
+def spawn(run: Callable[[], None], name: str) -> Background:
+    return Background(run, name)
