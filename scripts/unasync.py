@@ -31,8 +31,9 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\b__aexit__\b", "__exit__"),
     (r"\baclose\(", "close("),
     (r"\bredis\.asyncio\b", "redis"),
+    (r"\b_async\b", "_sync"),
     (r"Awaitable\[(\w+)\]", r"\1"),
-    (r"from collections\.abc import Awaitable, ", "from collections.abc import "),
+    (r"(from collections\.abc import .*?)\bAwaitable, ", r"\1"),
 ]
 _compiled = [(re.compile(pattern), repl) for pattern, repl in SUBSTITUTIONS]
 

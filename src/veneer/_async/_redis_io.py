@@ -141,3 +141,5 @@ class AsyncL2:
         while self._free:
             await self._free.pop().disconnect()
         await self.client.aclose()
+        # A client built on a pool veneer made does not close that pool itself.
+        await self.client.connection_pool.disconnect()

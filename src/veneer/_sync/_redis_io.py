@@ -142,3 +142,5 @@ class L2:
         while self._free:
             self._free.pop().disconnect()
         self.client.close()
+        # A client built on a pool veneer made does not close that pool itself.
+        self.client.connection_pool.disconnect()
