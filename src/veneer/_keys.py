@@ -21,7 +21,7 @@ from typing import Final
 
 __all__ = ["KeyLayout", "validate_namespace"]
 
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_KEY_BYTES: Final = 4096
 
 
@@ -29,7 +29,7 @@ def validate_namespace(namespace: object) -> str:
     if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
         raise ValueError(
             f"namespace={namespace!r} is not valid: use 1-64 characters from letters, digits "
-            "and '_.:/-' (no braces: they would break the cluster hash tag)"
+            "and '_.-' (no ':' so namespaces cannot overlap, no braces: they are the hash tag)"
         )
     return namespace
 

@@ -232,9 +232,7 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name: int(v["calls"]) for name, v in client.info("commandstats").items()}
 
 
-async def test_get_many_is_one_round_trip(
-    make_cache: Factory, redis_server: RedisServer
-) -> None:
+async def test_get_many_is_one_round_trip(make_cache: Factory, redis_server: RedisServer) -> None:
     """get_many reads every missing key with one MGET, no per-key GET."""
     writer, reader = await make_cache(), await make_cache(stamp_ttl=60)
     await writer.get_or_load_many([f"k{i}" for i in range(50)], lambda ks: {k: k for k in ks})

@@ -1,0 +1,38 @@
+"""The public names are pinned: adding or removing one is a deliberate change."""
+
+from __future__ import annotations
+
+import veneer
+
+
+def test_public_api() -> None:
+    assert sorted(veneer.__all__) == [
+        "AsyncCache",
+        "AsyncCachedFunction",
+        "Cache",
+        "CacheStats",
+        "CachedFunction",
+        "Codec",
+        "ConfigurationError",
+        "JsonCodec",
+        "MsgpackCodec",
+        "PickleCodec",
+        "SourceOverloaded",
+        "UncacheableArguments",
+        "UnencodableValue",
+        "ValueTooLarge",
+        "VeneerError",
+    ]
+    for name in veneer.__all__:
+        assert getattr(veneer, name).__module__.startswith("veneer")
+
+
+def test_errors_share_one_root() -> None:
+    for name in ("ConfigurationError", "SourceOverloaded", "ValueTooLarge", "UnencodableValue"):
+        assert issubclass(getattr(veneer, name), veneer.VeneerError)
+
+
+def test_same_methods_on_both_fronts() -> None:
+    public = {n for n in dir(veneer.Cache) if not n.startswith("_")}
+    assert public == {n for n in dir(veneer.AsyncCache) if not n.startswith("_")}
+    assert {"get", "get_or_load", "get_many", "get_or_load_many", "set", "invalidate"} <= public
