@@ -33,3 +33,7 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="veneer")
 def main() -> None:
     """veneer: Redis as a performance layer over your database, never its source of truth."""
+
+
+if __name__ == "__main__":
+    main()

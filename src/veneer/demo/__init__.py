@@ -1,0 +1,1 @@
+"""The scenario behind ``veneer demo``: a private Redis, a seeded source, three ways to read it."""
