@@ -82,7 +82,7 @@ class Finding(msgspec.Struct, kw_only=True, omit_defaults=True):
         return ", ".join(self.nodes)
 
 
-class PrefixReport(msgspec.Struct, kw_only=True, omit_defaults=True):
+class PrefixReport(msgspec.Struct, kw_only=True):
     """What one key pattern holds, estimated from the key sample.
 
     Shares are in [0, 1]; each ``*_ci95`` is a 95% interval that is a single point
@@ -127,7 +127,7 @@ class TopKey(msgspec.Struct, kw_only=True, omit_defaults=True):
     freq: int | None = None
 
 
-class NodeReport(msgspec.Struct, kw_only=True, omit_defaults=True):
+class NodeReport(msgspec.Struct, kw_only=True):
     """Server facts for one node, the evidence behind the server-level checks."""
 
     address: str
@@ -148,7 +148,7 @@ class NodeReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     blind_spots: list[str] = msgspec.field(default_factory=list)
 
 
-class SamplingReport(msgspec.Struct, kw_only=True, omit_defaults=True):
+class SamplingReport(msgspec.Struct, kw_only=True):
     """How much of the keyspace was read and what it cost the server."""
 
     keys_total: int
@@ -176,7 +176,7 @@ class ServerReport(msgspec.Struct, kw_only=True):
     nodes: list[NodeReport]
 
 
-class AuditReport(msgspec.Struct, kw_only=True, omit_defaults=True):
+class AuditReport(msgspec.Struct, kw_only=True):
     """The whole audit; ``findings`` are sorted worst first."""
 
     schema: str = SCHEMA

@@ -127,6 +127,9 @@ class _Audit:
     def run(self, started_wall: float, started: float) -> AuditReport:
         try:
             self._snapshots()
+            if self.snapshots and all(s.error for s in self.snapshots):
+                errors = "; ".join(f"{s.address}: {s.error}" for s in self.snapshots)
+                raise AuditError(f"cannot reach {self.target.masked}: {errors}")
             self._cpu()
             self._sample()
         except KeyboardInterrupt:

@@ -185,7 +185,7 @@ def _int_option(text: str, masked: str) -> int:
 
 @dataclass(slots=True)
 class Node:
-    """One server the audit talks to, with one lazily opened connection per db."""
+    """One server the audit talks to, with one lazily opened client per db."""
 
     address: str
     role: Literal["primary", "replica"]
@@ -259,9 +259,7 @@ def _node(
         extra: dict[str, Any] = {}
         if readonly:  # only cluster replicas redirect keyed reads without it
             extra["redis_connect_func"] = _readonly_on_connect
-        return redis.Redis(
-            host=host, port=port, db=db, single_connection_client=True, **kwargs, **extra
-        )
+        return redis.Redis(host=host, port=port, db=db, **kwargs, **extra)
 
     return Node(address=f"{host}:{port}", role=role, factory=factory)
 
@@ -275,7 +273,10 @@ def open_shards(target: Target, *, replicas: bool = False, timeout: float = 5.0)
         return _sentinel_shards(target, kwargs, replicas=replicas)
 
     def factory(db: int) -> redis.Redis:
-        return redis.Redis.from_url(target.url, db=db, single_connection_client=True, **kwargs)
+        # redis-py lets the URL's own db win over a db= argument: set it on the pool.
+        pool = redis.ConnectionPool.from_url(target.url, **kwargs)
+        pool.connection_kwargs["db"] = db
+        return redis.Redis.from_pool(pool)
 
     host, port = target.hosts[0]
     node = Node(address=host if target.unix else f"{host}:{port}", role="primary", factory=factory)

@@ -1,0 +1,175 @@
+"""Self-contained multi-process topologies for the audit tests: a Redis Cluster and a Sentinel.
+
+Every process is started on a free loopback port and stopped by PID; nothing
+here touches the shared instance on 6379.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from servers import RedisServer, free_port, redis_server_binary
+
+
+def redis_cli_binary() -> str:
+    """The redis-cli that ships with the redis-server the tests use."""
+    server = Path(redis_server_binary())
+    sibling = server.with_name("redis-cli")
+    if sibling.exists():
+        return str(sibling)
+    found = shutil.which("redis-cli")
+    if found is None:  # pragma: no cover - CI installs redis-tools with redis-server
+        raise RuntimeError("redis-cli not found next to redis-server nor on PATH")
+    return found
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except redis.RedisError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+class LocalCluster:
+    """``primaries`` primaries with ``replicas`` replicas each, created with redis-cli --cluster."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="veneer-cluster-"))
+        self.servers: list[RedisServer] = []
+        try:
+            for i in range(primaries * (1 + replicas)):
+                args = [
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(self.dir / f"nodes-{i}.conf"),
+                    "--cluster-node-timeout", "2000",
+                ]  # fmt: skip
+                self.servers.append(RedisServer(*args))
+            addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+            create = [
+                redis_cli_binary(), "--cluster", "create", *addresses,
+                "--cluster-replicas", str(replicas), "--cluster-yes",
+            ]  # fmt: skip
+            subprocess.run(
+                create,
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            for s in self.servers:
+                _wait(lambda s=s: self._state_ok(s), 30, f"cluster_state:ok on {s.port}")
+            _wait(self._replicas_up, 30, "replicas in sync")
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def _state_ok(server: RedisServer) -> bool:
+        c = server.client(socket_timeout=1)
+        try:
+            info = c.execute_command("CLUSTER", "INFO")
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            return "cluster_state:ok" in text
+        finally:
+            c.close()
+
+    def _replicas_up(self) -> bool:
+        for s in self.servers:
+            c = s.client(socket_timeout=1)
+            try:
+                info = c.info("replication")
+            finally:
+                c.close()
+            if info["role"] == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers[:2])
+
+    def primaries(self) -> list[RedisServer]:
+        out = []
+        for s in self.servers:
+            c = s.client(socket_timeout=1)
+            try:
+                if c.info("replication")["role"] == "master":
+                    out.append(s)
+            finally:
+                c.close()
+        return out
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.servers[0].port)
+
+    def wait_replicated(self) -> None:
+        """Block until every replica has the primaries' writes."""
+        for s in self.primaries():
+            c = s.client(socket_timeout=10)
+            try:
+                c.execute_command("WAIT", 1, 5000)
+            finally:
+                c.close()
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LocalSentinel:
+    """One primary watched by one sentinel (quorum 1) under the name ``service``."""
+
+    def __init__(self, service: str = "veneer") -> None:
+        self.service = service
+        self.primary = RedisServer()
+        self.dir = Path(tempfile.mkdtemp(prefix="veneer-sentinel-"))
+        self.port = free_port()
+        conf = self.dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {service} 127.0.0.1 {self.primary.port} 1\n"
+            f"sentinel down-after-milliseconds {service} 5000\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [redis_server_binary(), str(conf), "--sentinel", "--logfile", str(self.dir / "s.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait(self._knows_primary, 15, "sentinel to know its primary")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _knows_primary(self) -> bool:
+        c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        try:
+            addr = c.execute_command("SENTINEL", "get-master-addr-by-name", self.service)
+            return bool(addr)
+        finally:
+            c.close()
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+        self.primary.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
