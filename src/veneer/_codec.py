@@ -16,6 +16,7 @@ treats as a miss: a bad byte in Redis must never become an exception in the app.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import struct
 import threading
@@ -67,6 +68,10 @@ class Codec(Protocol):
 
     def decode(self, data: bytes, /, type: Any = None) -> Any: ...
 
+    def decoder_for(self, type: Any = None) -> Callable[[Any], Any]:
+        """A one-argument decode function for ``type``: the batched read path calls it."""
+        ...
+
 
 class MsgpackCodec:
     """msgspec msgpack: the default. Safe for untrusted bytes, compact, fast."""
@@ -84,12 +89,15 @@ class MsgpackCodec:
         return self._encoder.encode(value)
 
     def decode(self, data: bytes, /, type: Any = None) -> Any:
+        return self.decoder_for(type)(data)
+
+    def decoder_for(self, type: Any = None) -> Callable[[Any], Any]:
         if type is None:
-            return self._decoder.decode(data)
+            return self._decoder.decode
         decoder = self._typed.get(type)
         if decoder is None:
             decoder = self._typed[type] = msgspec.msgpack.Decoder(type)
-        return decoder.decode(data)
+        return decoder.decode
 
 
 class JsonCodec:
@@ -107,12 +115,15 @@ class JsonCodec:
         return self._encoder.encode(value)
 
     def decode(self, data: bytes, /, type: Any = None) -> Any:
+        return self.decoder_for(type)(data)
+
+    def decoder_for(self, type: Any = None) -> Callable[[Any], Any]:
         if type is None:
-            return self._decoder.decode(data)
+            return self._decoder.decode
         decoder = self._typed.get(type)
         if decoder is None:
             decoder = self._typed[type] = msgspec.json.Decoder(type)
-        return decoder.decode(data)
+        return decoder.decode
 
 
 class PickleCodec:
@@ -134,6 +145,9 @@ class PickleCodec:
             raise TypeError(f"unpickled {value.__class__.__name__}, expected {type.__name__}")
         return value
 
+    def decoder_for(self, type: Any = None) -> Callable[[Any], Any]:
+        return functools.partial(self.decode, type=type)
+
 
 _CODECS: dict[str, Callable[[], Codec]] = {
     "msgpack": MsgpackCodec,
@@ -150,8 +164,10 @@ def codec_from_option(option: str | Codec) -> Codec:
                 f"codec={option!r} is not known; use one of {sorted(_CODECS)} or a Codec object"
             )
         return factory()
-    if not (hasattr(option, "encode") and hasattr(option, "decode")):
-        raise ValueError("codec must be a name or an object with encode() and decode()")
+    if not all(hasattr(option, name) for name in ("encode", "decode", "decoder_for")):
+        raise ValueError(
+            "codec must be a name or an object with encode(), decode() and decoder_for()"
+        )
     if not 1 <= int(getattr(option, "codec_id", 0)) <= _FLAG_CODEC_MASK:
         raise ValueError(f"a custom codec needs an integer codec_id from 1 to {_FLAG_CODEC_MASK}")
     return option
@@ -280,6 +296,36 @@ class EnvelopeCodec:
         except Exception as exc:  # any decoder failure is a miss, whatever raised it
             raise CorruptEntry(f"{exc.__class__.__name__}: {exc}") from None
         return Envelope(value, fresh_until, load_seconds, ns_epoch, tags, False)
+
+    def decode_plain_many(
+        self, raws: list[bytes | None], /, type: Any = None
+    ) -> list[tuple[Any, float, int] | None]:
+        """``(value, fresh_until, ns_epoch)`` for each common entry, else ``None``.
+
+        The common entry (this codec, no tags, not compressed, not negative) is
+        decoded without building an :class:`Envelope`: batched reads spend most of
+        their Python time here, so the loop is kept tight. ``None`` (also for a
+        missing key) sends the caller to :meth:`decode`, which handles and reports
+        everything else.
+        """
+        unpack = _HEADER.unpack_from
+        decode = self.codec.decoder_for(type)
+        plain_flags = self.codec.codec_id
+        out: list[tuple[Any, float, int] | None] = []
+        append = out.append
+        for data in raws:
+            if data is None or len(data) < HEADER_SIZE:
+                append(None)
+                continue
+            version, flags, fresh_until, _, ns_epoch, ntags = unpack(data)
+            if version != FORMAT_VERSION or ntags or flags != plain_flags:
+                append(None)
+                continue
+            try:
+                append((decode(memoryview(data)[HEADER_SIZE:]), fresh_until, ns_epoch))
+            except Exception:
+                append(None)
+        return out
 
     def _compress(self, payload: bytes) -> bytes:
         if self._compression == COMPRESSION_ZSTD:

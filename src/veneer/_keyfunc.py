@@ -99,6 +99,27 @@ class KeyBuilder:
         values = self._bound(args, kwargs).values()
         return self._prefix + ",".join([_arg_repr(v) for v in values])
 
+    def compile(self) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+        """A key function specialised for the common call shape (one scalar argument).
+
+        A closure with the checks inlined costs about half of a ``__call__`` through
+        this object; ``@cached`` calls it on every call, hits included.
+        """
+        general = self.__call__
+        if self._template is not None or self._fast_arity != 1:
+            return general
+        prefix = self._prefix
+        scalars = _SCALARS
+
+        def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            if not kwargs and len(args) == 1:
+                arg = args[0]
+                if arg.__class__ in scalars:
+                    return prefix + repr(arg)
+            return general(args, kwargs)
+
+        return key_of
+
     def tags(
         self, static: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str, ...]:

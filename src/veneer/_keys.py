@@ -49,6 +49,10 @@ class KeyLayout:
     def value(self, key: str) -> str:
         return self._value_prefix + key + "}"
 
+    def encoded_values(self, keys: list[str]) -> list[bytes]:
+        prefix = self._value_prefix
+        return [(prefix + key + "}").encode("utf-8", "surrogatepass") for key in keys]
+
     def lease(self, key: str) -> str:
         return self._value_prefix + key + "}:lease"
 

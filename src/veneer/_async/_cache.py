@@ -219,22 +219,31 @@ class AsyncCache:
         versions = await self._versions(tuple(envelope.tags))
         if versions is None:
             return False
+        return self._accept(envelope, key, versions, _wall(), seq)
+
+    def _accept(
+        self,
+        envelope: Envelope,
+        key: str,
+        versions: tuple[int, dict[str, int]],
+        now: float,
+        seq: int,
+    ) -> bool:
         epoch, tag_versions = versions
-        now = _wall()
-        verdict = judge(envelope, now, epoch, tag_versions)
-        if verdict is not Verdict.FRESH:
+        if judge(envelope, now, epoch, tag_versions) is not Verdict.FRESH:
             self._counters.stale_rejected += 1
             self._counters.l2_misses += 1
             return False
         self._counters.l2_hits += 1
-        self._remember(
-            key,
-            envelope.value,
-            envelope.fresh_until - now,
-            envelope.size,
-            tuple(envelope.tags),
-            seq,
-        )
+        if self._l1_live:
+            self._remember(
+                key,
+                envelope.value,
+                envelope.fresh_until - now,
+                envelope.size,
+                tuple(envelope.tags),
+                seq,
+            )
         return True
 
     async def _load(self, loader: Callable[[], Any]) -> tuple[Any, float]:
@@ -311,28 +320,49 @@ class AsyncCache:
         seq = self._inv_seq
         started = time.perf_counter()
         try:
-            raws = await self._l2.mget(
-                [self._layout.value(k).encode("utf-8", "surrogatepass") for k in missing]
-            )
+            raws = await self._l2.mget(self._layout.encoded_values(missing))
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return found, missing, False, seq
         self._l2_latency.record(time.perf_counter() - started)
+        epoch_only = await self._versions(())
+        if epoch_only is None:
+            return found, missing, False, seq
+        epoch = epoch_only[0]
+        now = _wall()
+        remember = self._l1_live
+        counters = self._counters
+        hits_before = len(found)
         envelopes: list[tuple[str, Envelope]] = []
-        for key, raw in zip(missing, raws, strict=True):
+        still: list[str] = []
+        plain = self._envelopes.decode_plain_many(raws, type)
+        for key, raw, decoded in zip(missing, raws, plain, strict=True):
+            if decoded is not None and decoded[2] == epoch and decoded[1] > now:
+                found[key] = decoded[0]
+                if remember:
+                    self._remember(key, decoded[0], decoded[1] - now, len(raw or b""), (), seq)
+                continue
             if raw is None:
-                self._counters.l2_misses += 1
+                counters.l2_misses += 1
+                still.append(key)
                 continue
             envelope = self._decode(raw, type)
             if envelope is not None:
                 envelopes.append((key, envelope))
+            else:
+                still.append(key)
+        counters.l2_hits += len(found) - hits_before
+        order, missing = missing, still
         if envelopes:
-            still_missing = set(missing)
+            # One stamp lookup for the whole batch, then a pure judgement per entry.
+            all_tags = tuple(dict.fromkeys(tag for _, env in envelopes for tag in env.tags))
+            versions = await self._versions(all_tags)
+            if versions is None:
+                return found, missing + [key for key, _ in envelopes], False, seq
             for key, envelope in envelopes:
-                if await self._serveable(envelope, key, seq):
+                if self._accept(envelope, key, versions, now, seq):
                     found[key] = envelope.value
-                    still_missing.discard(key)
-            missing = [key for key in missing if key in still_missing]
+            missing = [key for key in order if key not in found]
         return found, missing, True, seq
 
     # ------------------------------------------------------------------ writes
@@ -655,7 +685,8 @@ class AsyncCache:
         def decorate(fn: Callable[P, Awaitable[T]]) -> AsyncCachedFunction[P, T]:
             if not is_our_kind(fn):
                 raise ConfigurationError(KIND_HINT)
-            build = KeyBuilder(fn, key, static_tags)
+            builder = KeyBuilder(fn, key, static_tags)
+            build = builder.compile()
             l1 = self._l1_map
             counters = self._counters
 
@@ -673,7 +704,7 @@ class AsyncCache:
                         k,
                         functools.partial(fn, *args, **kwargs),
                         call_ttl,
-                        build.tags(static_tags, args, kwargs),
+                        builder.tags(static_tags, args, kwargs),
                         type,
                     ),
                 )

@@ -220,22 +220,31 @@ class Cache:
         versions = self._versions(tuple(envelope.tags))
         if versions is None:
             return False
+        return self._accept(envelope, key, versions, _wall(), seq)
+
+    def _accept(
+        self,
+        envelope: Envelope,
+        key: str,
+        versions: tuple[int, dict[str, int]],
+        now: float,
+        seq: int,
+    ) -> bool:
         epoch, tag_versions = versions
-        now = _wall()
-        verdict = judge(envelope, now, epoch, tag_versions)
-        if verdict is not Verdict.FRESH:
+        if judge(envelope, now, epoch, tag_versions) is not Verdict.FRESH:
             self._counters.stale_rejected += 1
             self._counters.l2_misses += 1
             return False
         self._counters.l2_hits += 1
-        self._remember(
-            key,
-            envelope.value,
-            envelope.fresh_until - now,
-            envelope.size,
-            tuple(envelope.tags),
-            seq,
-        )
+        if self._l1_live:
+            self._remember(
+                key,
+                envelope.value,
+                envelope.fresh_until - now,
+                envelope.size,
+                tuple(envelope.tags),
+                seq,
+            )
         return True
 
     def _load(self, loader: Callable[[], Any]) -> tuple[Any, float]:
@@ -312,28 +321,49 @@ class Cache:
         seq = self._inv_seq
         started = time.perf_counter()
         try:
-            raws = self._l2.mget(
-                [self._layout.value(k).encode("utf-8", "surrogatepass") for k in missing]
-            )
+            raws = self._l2.mget(self._layout.encoded_values(missing))
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return found, missing, False, seq
         self._l2_latency.record(time.perf_counter() - started)
+        epoch_only = self._versions(())
+        if epoch_only is None:
+            return found, missing, False, seq
+        epoch = epoch_only[0]
+        now = _wall()
+        remember = self._l1_live
+        counters = self._counters
+        hits_before = len(found)
         envelopes: list[tuple[str, Envelope]] = []
-        for key, raw in zip(missing, raws, strict=True):
+        still: list[str] = []
+        plain = self._envelopes.decode_plain_many(raws, type)
+        for key, raw, decoded in zip(missing, raws, plain, strict=True):
+            if decoded is not None and decoded[2] == epoch and decoded[1] > now:
+                found[key] = decoded[0]
+                if remember:
+                    self._remember(key, decoded[0], decoded[1] - now, len(raw or b""), (), seq)
+                continue
             if raw is None:
-                self._counters.l2_misses += 1
+                counters.l2_misses += 1
+                still.append(key)
                 continue
             envelope = self._decode(raw, type)
             if envelope is not None:
                 envelopes.append((key, envelope))
+            else:
+                still.append(key)
+        counters.l2_hits += len(found) - hits_before
+        order, missing = missing, still
         if envelopes:
-            still_missing = set(missing)
+            # One stamp lookup for the whole batch, then a pure judgement per entry.
+            all_tags = tuple(dict.fromkeys(tag for _, env in envelopes for tag in env.tags))
+            versions = self._versions(all_tags)
+            if versions is None:
+                return found, missing + [key for key, _ in envelopes], False, seq
             for key, envelope in envelopes:
-                if self._serveable(envelope, key, seq):
+                if self._accept(envelope, key, versions, now, seq):
                     found[key] = envelope.value
-                    still_missing.discard(key)
-            missing = [key for key in missing if key in still_missing]
+            missing = [key for key in order if key not in found]
         return found, missing, True, seq
 
     # ------------------------------------------------------------------ writes
@@ -656,7 +686,8 @@ class Cache:
         def decorate(fn: Callable[P, T]) -> CachedFunction[P, T]:
             if not is_our_kind(fn):
                 raise ConfigurationError(KIND_HINT)
-            build = KeyBuilder(fn, key, static_tags)
+            builder = KeyBuilder(fn, key, static_tags)
+            build = builder.compile()
             l1 = self._l1_map
             counters = self._counters
 
@@ -674,7 +705,7 @@ class Cache:
                         k,
                         functools.partial(fn, *args, **kwargs),
                         call_ttl,
-                        build.tags(static_tags, args, kwargs),
+                        builder.tags(static_tags, args, kwargs),
                         type,
                     ),
                 )

@@ -1,0 +1,132 @@
+"""Hit-path cost of veneer against raw redis-py and in-process caches, as ratios in one run.
+
+python benchmarks/hit_path.py            # starts a private redis-server
+python benchmarks/hit_path.py --redis redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import cachetools
+import msgspec
+import redis
+import redis.asyncio
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import AsyncCases, compare, compare_async, report
+
+from veneer import AsyncCache, Cache
+from veneer.demo._embedded import EmbeddedRedis
+
+ROW = {"id": 1, "name": "x" * 900, "price": 9.99, "tags": ["a", "b", "c"], "stock": 12}
+
+
+def sync_benchmarks(url: str, number: int) -> None:
+    payload = msgspec.msgpack.encode(ROW)
+    raw = redis.Redis.from_url(url)
+    raw.set("bench:raw", payload, ex=600)
+    decoder = msgspec.msgpack.Decoder()
+
+    with Cache.from_url(url, namespace="bench-l1", ttl=600) as l1cache:
+        l1cache.get_or_load("k", lambda: ROW)
+        ttl_cache: cachetools.TTLCache[str, Any] = cachetools.TTLCache(maxsize=10_000, ttl=600)
+        ttl_cache["k"] = ROW
+        plain = {"k": ROW}
+
+        @l1cache.cached(ttl=600)
+        def by_id(pid: int) -> dict[str, Any]:
+            return ROW
+
+        by_id(7)
+        results = compare(
+            {
+                "dict.get": lambda: plain.get("k"),
+                "cachetools.TTLCache.get": lambda: ttl_cache.get("k"),
+                "veneer get_or_load, L1 hit": lambda: l1cache.get_or_load("k", dict),
+                "veneer @cached(int), L1 hit": lambda: by_id(7),
+            },
+            number * 20,
+        )
+        report("L1 hit (sync)", results, "cachetools.TTLCache.get")
+
+    with Cache.from_url(url, namespace="bench-l2", ttl=600, l1_size=0, stamp_ttl=600) as l2cache:
+        l2cache.get_or_load("k", lambda: ROW)
+        results = compare(
+            {
+                "redis-py GET + msgspec decode": lambda: decoder.decode(raw.get("bench:raw")),
+                "veneer get_or_load, L2 hit": lambda: l2cache.get_or_load("k", dict),
+            },
+            number,
+        )
+        report("L2 hit (sync), 1 KiB value", results, "redis-py GET + msgspec decode")
+
+        keys = [f"m{i}" for i in range(100)]
+        l2cache.get_or_load_many(keys, lambda ks: dict.fromkeys(ks, ROW))
+        raw_keys = [f"bench:raw:{i}" for i in range(100)]
+        raw.mset(dict.fromkeys(raw_keys, payload))
+        for k in raw_keys:
+            raw.expire(k, 600)
+        results = compare(
+            {
+                "redis-py MGET + decode (100 keys)": lambda: [
+                    decoder.decode(v) for v in raw.mget(raw_keys)
+                ],
+                "veneer get_many (100 keys)": lambda: l2cache.get_many(keys),
+            },
+            max(1, number // 20),
+        )
+        report("get_many of 100 keys (sync)", results, "redis-py MGET + decode (100 keys)")
+    raw.close()
+
+
+def async_benchmarks(url: str, number: int) -> None:
+    payload = msgspec.msgpack.encode(ROW)
+    decoder = msgspec.msgpack.Decoder()
+
+    async def setup() -> tuple[AsyncCases, Callable[[], Awaitable[None]]]:
+        raw = redis.asyncio.Redis.from_url(url)
+        await raw.set("bench:araw", payload, ex=600)
+        cache = AsyncCache.from_url(url, namespace="bench-al2", ttl=600, l1_size=0, stamp_ttl=600)
+        await cache.get_or_load("k", lambda: ROW)
+
+        async def raw_get() -> Any:
+            return decoder.decode(await raw.get("bench:araw"))
+
+        async def veneer_get() -> Any:
+            return await cache.get_or_load("k", dict)
+
+        async def cleanup() -> None:
+            await cache.close()
+            await raw.aclose()
+
+        cases: AsyncCases = {
+            "redis.asyncio GET + msgspec decode": raw_get,
+            "veneer AsyncCache.get_or_load, L2 hit": veneer_get,
+        }
+        return cases, cleanup
+
+    results = compare_async(setup, number)
+    report("L2 hit (async), 1 KiB value", results, "redis.asyncio GET + msgspec decode")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--redis", help="Redis URL (default: a private redis-server)")
+    parser.add_argument("--number", type=int, default=2000)
+    args = parser.parse_args()
+    if args.redis:
+        sync_benchmarks(args.redis, args.number)
+        async_benchmarks(args.redis, args.number)
+        return
+    with EmbeddedRedis() as server:
+        sync_benchmarks(server.url, args.number)
+        async_benchmarks(server.url, args.number)
+
+
+if __name__ == "__main__":
+    main()
