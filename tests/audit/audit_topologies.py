@@ -7,6 +7,7 @@ here touches the shared instance on 6379.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +28,24 @@ def redis_cli_binary() -> str:
     if found is None:  # pragma: no cover - CI installs redis-tools with redis-server
         raise RuntimeError("redis-cli not found next to redis-server nor on PATH")
     return found
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port <= 55535 and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _wait(predicate: object, timeout: float, what: str) -> None:
@@ -56,7 +75,7 @@ class LocalCluster:
                     "--cluster-config-file", str(self.dir / f"nodes-{i}.conf"),
                     "--cluster-node-timeout", "2000",
                 ]  # fmt: skip
-                self.servers.append(RedisServer(*args))
+                self.servers.append(RedisServer(*args, port=cluster_port()))
             addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
             create = [
                 redis_cli_binary(), "--cluster", "create", *addresses,
