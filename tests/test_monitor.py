@@ -61,7 +61,7 @@ def sync_workload(url: str) -> None:
             cache.get_or_load(f"k{i % 7}", lambda: {"i": 1}, tags=["t"])
         cache.get_or_load("none", lambda: None)
         cache.get_many(["k1", "k2", "zz"])
-        cache.get_or_load_many(["a", "b", "k1"], lambda ks: {k: 1 for k in ks})
+        cache.get_or_load_many(["a", "b", "k1"], lambda ks: dict.fromkeys(ks, 1))
         cache.set("s", [1, 2])
         cache.invalidate("k1")
         cache.invalidate_tag("t")
@@ -80,7 +80,7 @@ async def async_workload(url: str) -> None:
         for i in range(20):
             await cache.get_or_load(f"k{i % 7}", lambda: {"i": 1}, tags=["t"])
         await cache.get_many(["k1", "zz"])
-        await cache.get_or_load_many(["a", "k1"], lambda ks: {k: 1 for k in ks})
+        await cache.get_or_load_many(["a", "k1"], lambda ks: dict.fromkeys(ks, 1))
         await cache.set("s", [1, 2])
         await cache.invalidate("k1")
         await cache.invalidate_tag("t")
