@@ -18,6 +18,7 @@ from veneer import (
     UnencodableValue,
     ValueTooLarge,
 )
+from veneer._txn import open_marks
 
 from .helpers import eventually
 
@@ -461,3 +462,21 @@ async def test_stats_report_tiers_and_latency(cache: AsyncCache) -> None:
     assert stats.l2_read_p99_ms > 0
     assert 0 < stats.l1_hit_ratio < 1
     assert stats.as_dict()["l1_entries"] == 1
+
+
+async def test_keys_marked_by_an_open_transaction_bypass_the_cache(
+    cache: AsyncCache, namespace: str
+) -> None:
+    """A key an open transaction will invalidate is read from the source, and not filled."""
+    await cache.get_or_load("k", lambda: "cached")
+    token = open_marks.set(frozenset({(namespace, "k", "k")}))
+    try:
+        assert await cache.get_or_load("k", lambda: "fresh") == "fresh"
+        assert await cache.get("k", default="miss") == "miss"
+        assert await cache.get_many(["k", "other"]) == {}
+        loaded = await cache.get_or_load_many(["k", "j"], lambda ks: dict.fromkeys(ks, "fresh"))
+        assert loaded == {"k": "fresh", "j": "fresh"}
+    finally:
+        open_marks.reset(token)
+    assert await cache.get_or_load("k", lambda: "x") == "cached"
+    assert await cache.get("j") == "fresh"

@@ -19,6 +19,7 @@ from veneer import (
     UnencodableValue,
     ValueTooLarge,
 )
+from veneer._txn import open_marks
 
 from .helpers import eventually
 
@@ -460,3 +461,19 @@ def test_stats_report_tiers_and_latency(cache: Cache) -> None:
     assert stats.l2_read_p99_ms > 0
     assert 0 < stats.l1_hit_ratio < 1
     assert stats.as_dict()["l1_entries"] == 1
+
+
+def test_keys_marked_by_an_open_transaction_bypass_the_cache(cache: Cache, namespace: str) -> None:
+    """A key an open transaction will invalidate is read from the source, and not filled."""
+    cache.get_or_load("k", lambda: "cached")
+    token = open_marks.set(frozenset({(namespace, "k", "k")}))
+    try:
+        assert cache.get_or_load("k", lambda: "fresh") == "fresh"
+        assert cache.get("k", default="miss") == "miss"
+        assert cache.get_many(["k", "other"]) == {}
+        loaded = cache.get_or_load_many(["k", "j"], lambda ks: dict.fromkeys(ks, "fresh"))
+        assert loaded == {"k": "fresh", "j": "fresh"}
+    finally:
+        open_marks.reset(token)
+    assert cache.get_or_load("k", lambda: "x") == "cached"
+    assert cache.get("j") == "fresh"

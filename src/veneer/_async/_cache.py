@@ -24,6 +24,8 @@ from .._l1 import L1Store
 from .._options import CacheOptions
 from .._policy import Verdict, judge, plan_fill, stamp_expiry_seconds
 from .._stats import CacheStats, Counters, LatencySample
+from .._txn import bypasses
+from .._txn import open_marks as _open_marks
 from ._broadcast import AsyncBroadcastSubscriber
 from ._concurrency import KIND_HINT, Loader, ManyLoader, call_loader, is_our_kind, sleep
 from ._redis_io import AsyncL2, build_client, client_like
@@ -133,11 +135,14 @@ class AsyncCache:
     async def get(self, key: str, /, *, type: Any = None, default: Any = None) -> Any:
         """The cached value, or ``default`` on a miss. Never calls the source."""
         entry = self._l1_map.get(key)
-        if entry is not None and entry.expires > _monotonic():
+        if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
             entry.visited = True
             self._counters.l1_hits += 1
             return entry.value
         self._counters.l1_misses += 1
+        marks = _open_marks.get()
+        if marks and bypasses(marks, self.options.namespace, key):
+            return default
         self._start()
         seq = self._inv_seq
         envelope = await self._read(self._layout.value(key), type)
@@ -162,7 +167,7 @@ class AsyncCache:
         A loader returning ``None`` is cached as a negative entry (``negative_ttl``).
         """
         entry = self._l1_map.get(key)
-        if entry is not None and entry.expires > _monotonic():
+        if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
             entry.visited = True
             self._counters.l1_hits += 1
             return cast(T, entry.value)
@@ -174,6 +179,10 @@ class AsyncCache:
         self._counters.l1_misses += 1
         ttl_s = self.options.resolve_ttl(ttl)
         tag_list = tuple(dict.fromkeys(tags))
+        marks = _open_marks.get()
+        if marks and bypasses(marks, self.options.namespace, key, tag_list):
+            # This context's open transaction will invalidate the key: read the source.
+            return (await self._load(loader))[0]
         self._start()
         seq = self._inv_seq
         envelope = await self._read(self._layout.value(key), type)
@@ -294,7 +303,14 @@ class AsyncCache:
             )
         values = {key: loaded.get(key) for key in missing}
         if versions is not None:
-            await self._fill_many(values, ttl_s, tag_list, versions, seconds, seq)
+            marks = _open_marks.get()
+            fill = values
+            if marks:
+                namespace = self.options.namespace
+                fill = {
+                    k: v for k, v in values.items() if not bypasses(marks, namespace, k, tag_list)
+                }
+            await self._fill_many(fill, ttl_s, tag_list, versions, seconds, seq)
         found.update(values)
         return {key: found[key] for key in ordered}
 
@@ -305,6 +321,12 @@ class AsyncCache:
         missing: list[str] = []
         now = _monotonic()
         l1 = self._l1_map
+        requested = keys
+        marks = _open_marks.get()
+        if marks:
+            # Keys an open transaction will invalidate are misses, whatever the tiers hold.
+            namespace = self.options.namespace
+            keys = [key for key in keys if not bypasses(marks, namespace, key)]
         for key in keys:
             entry = l1.get(key)
             if entry is not None and entry.expires > now:
@@ -314,6 +336,14 @@ class AsyncCache:
                 missing.append(key)
         self._counters.l1_hits += len(found)
         self._counters.l1_misses += len(missing)
+        if len(keys) != len(requested):
+            found, missing, available, seq = await self._lookup_l2(found, missing, type)
+            return found, [key for key in requested if key not in found], available, seq
+        return await self._lookup_l2(found, missing, type)
+
+    async def _lookup_l2(
+        self, found: dict[str, Any], missing: list[str], type: Any
+    ) -> tuple[dict[str, Any], list[str], bool, int]:
         if not missing:
             return found, missing, True, self._inv_seq
         self._start()
@@ -694,7 +724,7 @@ class AsyncCache:
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 k = build(args, kwargs)
                 entry = l1.get(k)
-                if entry is not None and entry.expires > _monotonic():
+                if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
                     entry.visited = True
                     counters.l1_hits += 1
                     return cast(T, entry.value)
