@@ -12,6 +12,8 @@ import click
 _SUBCOMMANDS: dict[str, str] = {
     "demo": "veneer.demo.cli:demo",
     "audit": "veneer.audit.cli:audit",
+    "relay": "veneer.integrations.cli:relay",
+    "listen": "veneer.integrations.cli:listen",
 }
 
 

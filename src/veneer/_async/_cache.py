@@ -538,30 +538,42 @@ class AsyncCache:
 
     # ------------------------------------------------------------ invalidation
 
-    async def invalidate(self, key: str, /) -> None:
-        """Drop ``key`` from Redis and from every process's L1."""
+    async def invalidate(self, key: str, /) -> bool:
+        """Drop ``key`` from Redis and from every process's L1.
+
+        Returns True when Redis applied it now; False when Redis was unreachable
+        and the invalidation was queued (it is retried until applied).
+        """
         self._l1.discard(key)
         self._inv_seq += 1
-        await self._apply(("k", key))
+        return await self._apply(("k", key))
 
-    async def invalidate_tag(self, tag: str, /) -> None:
-        """Invalidate every entry written with ``tag``: one command, however many entries."""
+    async def invalidate_tag(self, tag: str, /) -> bool:
+        """Invalidate every entry written with ``tag``: one command, however many entries.
+
+        Returns False when the invalidation had to be queued (see :meth:`invalidate`).
+        """
         self._l1.discard_tag(tag)
         self._inv_seq += 1
-        await self._apply(("t", tag))
+        return await self._apply(("t", tag))
 
-    async def invalidate_all(self) -> None:
-        """Invalidate the whole namespace: one command (a new namespace epoch)."""
+    async def invalidate_all(self) -> bool:
+        """Invalidate the whole namespace: one command (a new namespace epoch).
+
+        Returns False when the invalidation had to be queued (see :meth:`invalidate`).
+        """
         self._l1.clear()
         self._inv_seq += 1
-        await self._apply(("e", ""))
+        return await self._apply(("e", ""))
 
-    async def _apply(self, op: tuple[str, str]) -> None:
+    async def _apply(self, op: tuple[str, str]) -> bool:
         self._start()
         if self._pending:
             await self._drain()
-        if not await self._send(op):
-            self._queue(op)
+        if await self._send(op):
+            return True
+        self._queue(op)
+        return False
 
     async def _send(self, op: tuple[str, str]) -> bool:
         kind, name = op

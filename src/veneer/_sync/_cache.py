@@ -539,30 +539,42 @@ class Cache:
 
     # ------------------------------------------------------------ invalidation
 
-    def invalidate(self, key: str, /) -> None:
-        """Drop ``key`` from Redis and from every process's L1."""
+    def invalidate(self, key: str, /) -> bool:
+        """Drop ``key`` from Redis and from every process's L1.
+
+        Returns True when Redis applied it now; False when Redis was unreachable
+        and the invalidation was queued (it is retried until applied).
+        """
         self._l1.discard(key)
         self._inv_seq += 1
-        self._apply(("k", key))
+        return self._apply(("k", key))
 
-    def invalidate_tag(self, tag: str, /) -> None:
-        """Invalidate every entry written with ``tag``: one command, however many entries."""
+    def invalidate_tag(self, tag: str, /) -> bool:
+        """Invalidate every entry written with ``tag``: one command, however many entries.
+
+        Returns False when the invalidation had to be queued (see :meth:`invalidate`).
+        """
         self._l1.discard_tag(tag)
         self._inv_seq += 1
-        self._apply(("t", tag))
+        return self._apply(("t", tag))
 
-    def invalidate_all(self) -> None:
-        """Invalidate the whole namespace: one command (a new namespace epoch)."""
+    def invalidate_all(self) -> bool:
+        """Invalidate the whole namespace: one command (a new namespace epoch).
+
+        Returns False when the invalidation had to be queued (see :meth:`invalidate`).
+        """
         self._l1.clear()
         self._inv_seq += 1
-        self._apply(("e", ""))
+        return self._apply(("e", ""))
 
-    def _apply(self, op: tuple[str, str]) -> None:
+    def _apply(self, op: tuple[str, str]) -> bool:
         self._start()
         if self._pending:
             self._drain()
-        if not self._send(op):
-            self._queue(op)
+        if self._send(op):
+            return True
+        self._queue(op)
+        return False
 
     def _send(self, op: tuple[str, str]) -> bool:
         kind, name = op
