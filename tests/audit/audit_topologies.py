@@ -67,6 +67,7 @@ class LocalCluster:
 
     def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="veneer-cluster-"))
+        self.replicas = replicas
         self.servers: list[RedisServer] = []
         try:
             for i in range(primaries * (1 + replicas)):
@@ -90,6 +91,7 @@ class LocalCluster:
             for s in self.servers:
                 _wait(lambda s=s: self._state_ok(s), 30, f"cluster_state:ok on {s.port}")
             _wait(self._replicas_up, 30, "replicas in sync")
+            _wait(self._views_agree, 30, "every node to see every replica")
         except BaseException:
             self.stop()
             raise
@@ -112,6 +114,18 @@ class LocalCluster:
             finally:
                 c.close()
             if info["role"] == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
+
+    def _views_agree(self) -> bool:
+        """Gossip has converged: every node's CLUSTER SLOTS lists a replica per range."""
+        for s in self.servers:
+            c = s.client(socket_timeout=1)
+            try:
+                ranges = c.execute_command("CLUSTER", "SLOTS")
+            finally:
+                c.close()
+            if any(len(r) < 3 + self.replicas for r in ranges):
                 return False
         return True
 
@@ -180,6 +194,18 @@ class LocalSentinel:
             return bool(addr)
         finally:
             c.close()
+
+    def _views_agree(self) -> bool:
+        """Gossip has converged: every node's CLUSTER SLOTS lists a replica per range."""
+        for s in self.servers:
+            c = s.client(socket_timeout=1)
+            try:
+                ranges = c.execute_command("CLUSTER", "SLOTS")
+            finally:
+                c.close()
+            if any(len(r) < 3 + self.replicas for r in ranges):
+                return False
+        return True
 
     @property
     def url(self) -> str:

@@ -225,3 +225,12 @@ def test_findings_are_sorted_worst_first() -> None:
     )
     ranks = [f.severity.rank for f in run_checks(d)]
     assert ranks == sorted(ranks, reverse=True)
+
+
+def test_db_without_sampled_keys_falls_back_to_keyspace() -> None:
+    """When no key of a db was sampled (interrupted), INFO keyspace still shows its no-TTL keys."""
+    snap = snapshot({"db3": {"keys": 500, "expires": 100, "avg_ttl": 0}})
+    found_ = [f for f in CHECKS["no-ttl"](data(snap)) if f.db == 3]
+    assert [(f.prefix, f.severity, f.evidence["keys"]) for f in found_] == [
+        ("*", Severity.MEDIUM, 500)
+    ]

@@ -100,3 +100,19 @@ def test_sentinel_audits_the_current_primary(sentinel: LocalSentinel) -> None:
     assert report.server.topology == "sentinel"
     assert [n.address for n in report.server.nodes] == [f"127.0.0.1:{sentinel.primary.port}"]
     assert ("no-ttl", "cfg:*") in significant(report)
+
+
+def test_primary_names_its_replicas_when_gossip_lags(seeded_cluster: LocalCluster) -> None:
+    """The fallback that asks a primary for its online replicas finds exactly one each."""
+    from veneer.audit._target import _common_kwargs, _node, _online_replicas, parse_target
+
+    kwargs = _common_kwargs(parse_target(seeded_cluster.url), 2.0)
+    replica_ports = {s.port for s in seeded_cluster.servers} - {
+        s.port for s in seeded_cluster.primaries()
+    }
+    found = set()
+    for s in seeded_cluster.primaries():
+        reps = _online_replicas(_node("127.0.0.1", s.port, "primary", kwargs))
+        assert len(reps) == 1
+        found.add(reps[0][1])
+    assert found == replica_ports

@@ -103,6 +103,29 @@ def no_ttl(data: AuditData) -> Iterator[Finding]:
                 "derived from a database, it does not belong in a cache."
             ),
         )
+    yield from _unsampled_dbs(data)
+
+
+def _unsampled_dbs(data: AuditData) -> Iterator[Finding]:
+    """Dbs no key was sampled from (interrupted, refused): INFO keyspace is all there is."""
+    sampled = {(data.primary_of.get(n, n), p.db) for p in data.prefixes for n in p.nodes}
+    for snap in data.visible():
+        for db, ks in snap.keyspace().items():
+            keys, expires = ks.get("keys", 0), ks.get("expires", 0)
+            if (snap.address, db) in sampled or keys <= expires:
+                continue
+            share = (keys - expires) / keys
+            yield Finding(
+                id="no-ttl",
+                severity=Severity.MEDIUM if share >= 0.01 else Severity.LOW,
+                summary=f"{keys - expires:,} of {keys:,} keys in db{db} have no TTL "
+                "(no key sampled there: prefixes unknown)",
+                prefix="*",
+                db=db,
+                nodes=[snap.address],
+                evidence={"keys": keys, "expires": expires, "no_ttl_keys_share": round(share, 4)},
+                advice="Re-run the audit to completion to see which prefixes they belong to.",
+            )
 
 
 def source_of_truth_risk(data: AuditData) -> Iterator[Finding]:

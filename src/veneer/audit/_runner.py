@@ -148,11 +148,15 @@ class _Audit:
             self.progress.advance(i + 1)
 
     def _cpu(self) -> None:
-        starts = [s._cpu_start[0] for s in self.snapshots if s._cpu_start is not None]
+        starts = [s.cpu_start[0] for s in self.snapshots if s.cpu_start is not None]
         if not starts:
             return
+        if self.opts.cpu_window <= 0:
+            self.blind_spots.append("CPU not measured (cpu window 0)")
+            return
         self.progress.phase(f"measuring CPU for {self.opts.cpu_window:g} s")
-        remaining = min(starts) + self.opts.cpu_window - time.monotonic()
+        # The last node read gets the full window; earlier ones get a little more.
+        remaining = max(starts) + self.opts.cpu_window - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
         for shard, snap in zip(self.shards, self.snapshots, strict=False):
@@ -171,6 +175,7 @@ class _Audit:
         return {db: d.get("keys", 0) for db, d in replica.keyspace().items()}
 
     def _sample(self) -> None:
+        self.blind_spots.extend(s.note for s in self.shards if s.note)
         plan: list[tuple[Shard, int, NodeSnapshot]] = []
         for shard, snap in zip(self.shards, self.snapshots, strict=False):
             if not snap.info:

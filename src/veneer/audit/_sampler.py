@@ -25,6 +25,8 @@ __all__ = ["LENGTH_COMMANDS", "MEMORY_SAMPLES", "SCAN_COUNT", "Sampler"]
 
 # COUNT bounds the work of one SCAN call (about this many hash buckets).
 SCAN_COUNT = 100
+# Keys remembered to drop SCAN's duplicates (about 100 MB of client memory at most).
+MAX_DEDUPE = 1_000_000
 # Elements MEMORY USAGE looks at in an aggregate; 5 is Redis's own default.
 MEMORY_SAMPLES = 5
 # O(1) on every type.
@@ -75,7 +77,10 @@ class Sampler:
     ) -> int:
         """Feed up to ``limit`` keys of ``db`` on ``node`` to ``sink``; returns how many."""
         client = node.client(db)
-        seen: set[bytes] = set()  # SCAN may return a key twice while the table rehashes
+        # SCAN may return a key twice while the table rehashes. Remembering every key
+        # of a full scan of a huge keyspace would cost the audit gigabytes, so
+        # duplicates are only filtered for the first MAX_DEDUPE keys (rare anyway).
+        seen: set[bytes] = set()
         taken = 0
         cursor = 0
         while True:
@@ -84,7 +89,8 @@ class Sampler:
             cursor, keys = client.scan(cursor=cursor, count=SCAN_COUNT)
             # Clients are built without decode_responses, so key names are bytes.
             fresh = [k for k in keys if isinstance(k, bytes) and k not in seen]
-            seen.update(fresh)
+            if len(seen) < MAX_DEDUPE:
+                seen.update(fresh)
             if limit is not None:
                 fresh = fresh[: max(0, limit - taken)]
             for start in range(0, len(fresh), self.batch):

@@ -62,7 +62,8 @@ class NodeSnapshot:
     cpu: CpuReading | None = None
     blind_spots: list[str] = field(default_factory=list)
     error: str | None = None
-    _cpu_start: tuple[float, Mapping[str, Any]] | None = None
+    # When the first INFO was read, and its figures: the start of the CPU window.
+    cpu_start: tuple[float, Mapping[str, Any]] | None = field(default=None, repr=False)
 
     def num(self, name: str, default: float | None = None) -> float | None:
         value = self.info.get(name, default)
@@ -111,7 +112,7 @@ def take_snapshot(node: Node, throttle: Throttle) -> NodeSnapshot:
         throttle.acquire(1)
         start = time.monotonic()
         snap.info = dict(client.info("all"))
-        snap._cpu_start = (start, snap.info)
+        snap.cpu_start = (start, snap.info)
     except redis.ResponseError as exc:
         # INFO is never disabled in practice, but a locked-down ACL can refuse it.
         snap.blind_spots.append(f"INFO refused ({_refused(exc)}): server checks skipped")
@@ -175,9 +176,9 @@ def _cpu_seconds(info: Mapping[str, Any], main: bool) -> float | None:
 
 def measure_cpu(node: Node, snap: NodeSnapshot, throttle: Throttle) -> None:
     """Second ``INFO cpu`` reading; the first came with the snapshot."""
-    if snap._cpu_start is None or snap.error:
+    if snap.cpu_start is None or snap.error:
         return
-    start, first = snap._cpu_start
+    start, first = snap.cpu_start
     try:
         throttle.acquire(1)
         second = node.client(0).info("cpu")

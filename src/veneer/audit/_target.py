@@ -8,8 +8,8 @@ Accepted forms::
     redis+sentinel://[user:pass@]host:port[,host:port...]/service[/db]   rediss+sentinel://...
 
 A cluster is discovered with ``redis.cluster.RedisCluster``; the audit then
-talks to each node over its own single connection, because SCAN and INFO are
-per node and a replica needs READONLY on the very connection that reads keys.
+talks to each node through its own plain client, because SCAN and INFO are per
+node and a replica needs READONLY on every connection that reads keys.
 """
 
 from __future__ import annotations
@@ -210,6 +210,7 @@ class Shard:
 
     primary: Node
     read_from: Node
+    note: str | None = None  # why keys are not read where the user asked
 
     def close(self) -> None:
         self.primary.close()
@@ -304,12 +305,31 @@ def _cluster_shards(target: Target, kwargs: dict[str, Any], *, replicas: bool) -
     shards = []
     for host, port in primaries:
         primary = _node(host, port, "primary", kwargs)
-        reps = replica_of.get(f"{host}:{port}", [])
-        read_from = (
-            _node(*reps[0], "replica", kwargs, readonly=True) if replicas and reps else primary
-        )
-        shards.append(Shard(primary=primary, read_from=read_from))
+        read_from, note = primary, None
+        if replicas:
+            # The slot table comes from one node's gossip view, which can lag behind a
+            # new replica; the primary itself knows its replicas for sure.
+            reps = replica_of.get(f"{host}:{port}") or _online_replicas(primary)
+            if reps:
+                read_from = _node(*reps[0], "replica", kwargs, readonly=True)
+            else:
+                note = f"{primary.address} has no online replica: its keys were read from it"
+        shards.append(Shard(primary=primary, read_from=read_from, note=note))
     return shards
+
+
+def _online_replicas(primary: Node) -> list[tuple[str, int]]:
+    try:
+        info = primary.client(0).info("replication")
+    except redis.RedisError:
+        return []
+    finally:
+        primary.close()
+    out = []
+    for name, value in info.items():
+        if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online":
+            out.append((str(value["ip"]), int(value["port"])))
+    return out
 
 
 def _sentinel_shards(target: Target, kwargs: dict[str, Any], *, replicas: bool) -> list[Shard]:
