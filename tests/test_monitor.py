@@ -14,7 +14,8 @@ from veneer import AsyncCache, Cache
 FORBIDDEN = {"KEYS", "SCAN", "FLUSHALL", "FLUSHDB", "SMEMBERS", "HGETALL", "LRANGE", "DEBUG"}
 ALLOWED = {
     "GET", "MGET", "SET", "DEL", "UNLINK", "PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", "PING",
-    "CLIENT", "HELLO", "SELECT", "AUTH", "EVALSHA", "EVAL", "ECHO",
+    "CLIENT", "HELLO", "SELECT", "AUTH", "EVALSHA", "EVAL", "ECHO", "SCRIPT",
+    "ZADD", "ZREMRANGEBYRANK", "EXPIRE", "ZREVRANGE",
 }  # fmt: skip
 EXPIRY_FLAGS = {"PX", "EX", "PXAT", "EXAT", "KEEPTTL"}
 STOP = "veneer-monitor-stop"
@@ -55,7 +56,7 @@ def recorder(redis_server: RedisServer) -> Iterator[Recorder]:
 
 
 def sync_workload(url: str) -> None:
-    with Cache.from_url(url, namespace="mon-s", ttl=30) as cache:
+    with Cache.from_url(url, namespace="mon-s", ttl=30, registry_every=1) as cache:
         cache.ready()
         for i in range(20):
             cache.get_or_load(f"k{i % 7}", lambda: {"i": 1}, tags=["t"])
@@ -98,6 +99,12 @@ def test_no_forbidden_command_and_no_write_without_expiry(
     assert {"GET", "MGET", "SET", "DEL", "PUBLISH"} <= set(names)  # the workload did run
     assert not FORBIDDEN & set(names)
     assert set(names) <= ALLOWED, set(names) - ALLOWED
+    expired = {c[1] for c in commands if c[0].upper() == "EXPIRE"}
     for command in commands:
-        if command[0].upper() == "SET":
+        name = command[0].upper()
+        if name == "SET":
             assert EXPIRY_FLAGS & {w.upper() for w in command[3:]}, command
+        elif name == "ZADD":  # the verify registry: always expired in the same pipeline
+            assert command[1] in expired, command
+        elif name == "SCRIPT":
+            assert command[1].upper() in {"LOAD", "EXISTS"}, command

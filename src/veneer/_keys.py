@@ -7,6 +7,7 @@ script that touches both stays inside one slot on Redis Cluster::
     {ns:user:42}:lease    fill lease token (issue: leases)
     ns:tag:{ns:catalog}   version stamp of tag "catalog" (its own slot)
     ns:epoch:{ns}         namespace epoch (invalidate_all)
+    ns:registry:{ns}      sorted set of recently filled keys, bounded (veneer verify)
     veneer:inv:{ns}       pub/sub channel that carries invalidations to every L1
 
 The hash tag is the first ``{...}`` of a key. Namespaces may not contain braces,
@@ -37,7 +38,14 @@ def validate_namespace(namespace: object) -> str:
 class KeyLayout:
     """Builds every Redis key veneer uses for one namespace."""
 
-    __slots__ = ("_tag_prefix", "_value_prefix", "channel", "epoch_key", "namespace")
+    __slots__ = (
+        "_tag_prefix",
+        "_value_prefix",
+        "channel",
+        "epoch_key",
+        "namespace",
+        "registry_key",
+    )
 
     def __init__(self, namespace: str) -> None:
         self.namespace = validate_namespace(namespace)
@@ -45,6 +53,7 @@ class KeyLayout:
         self._tag_prefix = namespace + ":tag:{" + namespace + ":"
         self.epoch_key = namespace + ":epoch:{" + namespace + "}"
         self.channel = "veneer:inv:{" + namespace + "}"
+        self.registry_key = namespace + ":registry:{" + namespace + "}"
 
     def value(self, key: str) -> str:
         return self._value_prefix + key + "}"

@@ -25,6 +25,25 @@ class CacheOptions:
     negative_ttl: float = 30.0
     """TTL of the entry cached when a loader returns ``None`` (capped at the value's own TTL)."""
     cache_none: bool = True
+    stale_ttl: float = 0.0
+    """How long past its TTL an entry stays in Redis to be served stale while one caller
+    refreshes it (stale-while-revalidate). 0 turns it off."""
+    xfetch_beta: float = 1.0
+    """XFetch early-refresh eagerness (0 turns it off; 1 is the paper's recommendation)."""
+    leases: bool = True
+    """Guard fills with lease tokens: one load per key across processes, no stale sets."""
+    lease_ttl: float = 5.0
+    """Life of a fill lease: a holder that dies blocks others at most this long. Make it
+    longer than your slowest load, or that load's fill is refused."""
+    lease_wait: float | None = None
+    """How long a miss waits for another process's fill before loading itself
+    (default: lease_ttl)."""
+    monitor_every: int = 0
+    """Re-check 1 in N invalidations after ``monitor_delay`` (0: off); see stats()."""
+    monitor_delay: float = 1.0
+    registry_every: int = 16
+    """Record 1 in N fills in a bounded per-namespace registry that ``veneer verify``
+    samples (0: off)."""
     max_ttl: float = _DAY
     """No entry lives longer than this; tag stamps are kept for longer, so they cannot recycle."""
     l1_size: int = 10_000
@@ -58,6 +77,22 @@ class CacheOptions:
                     f"ttl={self.ttl} is above max_ttl={self.max_ttl}; lower ttl or raise max_ttl"
                 )
         _check_positive("negative_ttl", self.negative_ttl)
+        _check_positive("lease_ttl", self.lease_ttl)
+        _check_positive("monitor_delay", self.monitor_delay)
+        if self.lease_wait is not None:
+            _check_positive("lease_wait", self.lease_wait)
+        if not (isinstance(self.stale_ttl, int | float) and 0 <= self.stale_ttl <= self.max_ttl):
+            raise ConfigurationError(
+                f"stale_ttl={self.stale_ttl!r} must be between 0 (off) and max_ttl={self.max_ttl}"
+            )
+        if not (isinstance(self.xfetch_beta, int | float) and 0 <= self.xfetch_beta <= 10):
+            raise ConfigurationError(
+                f"xfetch_beta={self.xfetch_beta!r}: use 0 (off) to 10; 1 is the usual choice"
+            )
+        for name in ("monitor_every", "registry_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"{name}={value!r} must be an integer >= 0 (0: off)")
         _check_positive("max_ttl", self.max_ttl)
         _check_positive("redis_timeout", self.redis_timeout)
         _check_positive("connect_timeout", self.connect_timeout)
@@ -90,6 +125,10 @@ class CacheOptions:
                 f"{', '.join(sorted(known - {'namespace'}))}"
             )
         return cls(namespace=namespace, **options)
+
+    @property
+    def lease_wait_seconds(self) -> float:
+        return self.lease_ttl if self.lease_wait is None else self.lease_wait
 
     def resolve_ttl(self, ttl: float | None) -> float:
         """The TTL for one write: the call's, else the cache default; there is no 'forever'."""

@@ -53,6 +53,15 @@ class Counters:
     invalidations_sent: int = 0
     invalidations_received: int = 0
     invalidations_queued: int = 0
+    shared_loads: int = 0
+    lease_waits: int = 0
+    lease_wait_timeouts: int = 0
+    fills_refused: int = 0
+    stale_served: int = 0
+    refreshes: int = 0
+    refresh_errors: int = 0
+    monitor_ok: int = 0
+    monitor_stale: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -76,6 +85,19 @@ class CacheStats:
     invalidations_sent: int
     invalidations_received: int
     invalidations_queued: int
+    shared_loads: int
+    """Misses that waited for another caller's load in this process (single-flight)."""
+    lease_waits: int
+    """Misses that waited for another process's fill (its lease)."""
+    lease_wait_timeouts: int
+    fills_refused: int
+    """Fills refused because an invalidation revoked their lease (stale sets prevented)."""
+    stale_served: int
+    refreshes: int
+    refresh_errors: int
+    monitor_ok: int
+    monitor_stale: int
+    """Sampled invalidations whose old value was still served after monitor_delay."""
     invalidations_pending: int
     l1_entries: int
     l1_bytes: int

@@ -20,7 +20,8 @@ __all__ = ["AsyncBroadcastSubscriber"]
 
 log = logging.getLogger("veneer")
 
-_POLL_SECONDS = 1.0
+# The subscriber also retries queued invalidations, so it wakes this often.
+_POLL_SECONDS = 0.25
 
 
 class AsyncBroadcastSubscriber:
@@ -32,12 +33,14 @@ class AsyncBroadcastSubscriber:
         on_message: Callable[[bytes], None],
         on_live: Callable[[], Awaitable[None]],
         on_lost: Callable[[], None],
+        on_tick: Callable[[], Awaitable[None]],
     ) -> None:
         self._client = client
         self._channel = channel
         self._on_message = on_message
         self._on_live = on_live
         self._on_lost = on_lost
+        self._on_tick = on_tick
         self._pubsub: Any = None
         self._worker: Background | None = None
         self.live = False
@@ -68,6 +71,7 @@ class AsyncBroadcastSubscriber:
             await pubsub.subscribe(self._channel)
             while self._worker is None or not self._worker.stopping:
                 message = await pubsub.get_message(timeout=_POLL_SECONDS)
+                await self._on_tick()
                 if message is None:
                     continue
                 kind = message.get("type")

@@ -22,13 +22,26 @@ from .._keyfunc import KeyBuilder
 from .._keys import KeyLayout
 from .._l1 import L1Store
 from .._options import CacheOptions
-from .._policy import Verdict, judge, plan_fill, stamp_expiry_seconds
+from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from ._broadcast import AsyncBroadcastSubscriber
-from ._concurrency import KIND_HINT, Loader, ManyLoader, call_loader, is_our_kind, sleep
+from ._concurrency import (
+    KIND_HINT,
+    SCHEDULED,
+    BackgroundRefreshes,
+    Flight,
+    LeaderGone,
+    Loader,
+    ManyLoader,
+    call_loader,
+    is_our_kind,
+    sleep,
+)
+from ._invalidations import AsyncInvalidations, decode_message
 from ._redis_io import AsyncL2, build_client, client_like
+from ._stamps import AsyncStampBook
 
 __all__ = ["AsyncCache", "AsyncCachedFunction"]
 
@@ -42,16 +55,17 @@ T_co = TypeVar("T_co", covariant=True)
 # (asyncio) timeouts. None of them may reach a caller on a read path.
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 _UNAVAILABLE: Any = object()
+_FAILED: Any = object()
+_CORRUPT: Any = object()
 _NOT_GIVEN: Any = object()
-_MAX_STAMPS = 10_000
 _monotonic = time.monotonic
 _wall = time.time
-_message_encoder = msgspec.msgpack.Encoder()
-_message_decoder = msgspec.msgpack.Decoder(tuple[str, str, str, int])
+
+Versions = tuple[int, dict[str, int]]
 
 
-def _new_version() -> int:
-    return random.getrandbits(63) | 1
+def _token() -> bytes:
+    return b"%016x" % random.getrandbits(64)
 
 
 class AsyncCachedFunction(Protocol[P, T_co]):
@@ -61,7 +75,7 @@ class AsyncCachedFunction(Protocol[P, T_co]):
 
     def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
 
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[None]: ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[bool]: ...
 
 
 class AsyncCache:
@@ -105,14 +119,37 @@ class AsyncCache:
         self._counters = Counters()
         self._l2_latency = LatencySample()
         self._load_latency = LatencySample()
-        self._stamp_ex = stamp_expiry_seconds(opts.max_ttl)
-        self._stamps: dict[str, tuple[int, float]] = {}
+        self._stamps = AsyncStampBook(
+            self._l2,
+            self._layout,
+            trust_seconds=opts.stamp_ttl,
+            redis_expiry=stamp_expiry_seconds(opts.max_ttl),
+            errors=_REDIS_ERRORS,
+            on_error=self._redis_failed,
+        )
+        self._sender = f"{random.getrandbits(64):016x}"
+        self._invalidations = AsyncInvalidations(
+            self._l2,
+            self._layout,
+            self._stamps,
+            self._counters,
+            sender=self._sender,
+            broadcast=opts.broadcast,
+            errors=_REDIS_ERRORS,
+            on_error=self._redis_failed,
+            warn=self._warn,
+            monitor_every=opts.monitor_every,
+            monitor_delay=opts.monitor_delay,
+            still_in_l1=self._still_in_l1,
+        )
+        self._flights: dict[str, Flight] = {}
+        self._refreshes = BackgroundRefreshes()
+        self._lease_px = max(1, int(opts.lease_ttl * 1000))
+        self._registry_key = self._layout.registry_key.encode()
+        self._fills = 0
         # Bumped on every invalidation this process applies (its own or received):
         # a fill that started before a bump must not put its value into L1.
         self._inv_seq = 0
-        self._stamp_seq = 0
-        self._pending: dict[tuple[str, str], None] = {}
-        self._sender = f"{random.getrandbits(64):016x}"
         self._last_error_log = 0.0
         self._closed = False
         self._subscriber: AsyncBroadcastSubscriber | None = None
@@ -127,13 +164,17 @@ class AsyncCache:
                 on_message=self._on_broadcast,
                 on_live=self._on_live,
                 on_lost=self._on_lost,
+                on_tick=self._on_tick,
             )
         self._started = False
 
     # ------------------------------------------------------------------ reads
 
     async def get(self, key: str, /, *, type: Any = None, default: Any = None) -> Any:
-        """The cached value, or ``default`` on a miss. Never calls the source."""
+        """The cached value, or ``default`` on a miss. Never calls the source.
+
+        A stale entry (past its TTL, within ``stale_ttl``) is returned as is.
+        """
         entry = self._l1_map.get(key)
         if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
             entry.visited = True
@@ -145,12 +186,14 @@ class AsyncCache:
             return default
         self._start()
         seq = self._inv_seq
-        envelope = await self._read(self._layout.value(key), type)
-        if envelope is None or envelope is _UNAVAILABLE:
+        envelope = await self._read(key, type)
+        if envelope is None or envelope is _UNAVAILABLE or envelope is _CORRUPT:
             return default
-        if await self._serveable(envelope, key, seq):
-            return envelope.value
-        return default
+        verdict = await self._judge(envelope, xfetch=False)
+        if verdict is None or not verdict.serveable:
+            return default
+        self._take(key, envelope, verdict, seq)
+        return envelope.value
 
     async def get_or_load(
         self,
@@ -164,7 +207,9 @@ class AsyncCache:
     ) -> T:
         """The cached value; on a miss, ``loader()``'s result, cached with ``ttl``.
 
-        A loader returning ``None`` is cached as a negative entry (``negative_ttl``).
+        Concurrent misses of one key share one load, in this process (single-flight)
+        and across processes (a lease in Redis). A loader returning ``None`` is
+        cached as a negative entry (``negative_ttl``).
         """
         entry = self._l1_map.get(key)
         if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
@@ -184,25 +229,176 @@ class AsyncCache:
             # This context's open transaction will invalidate the key: read the source.
             return (await self._load(loader))[0]
         self._start()
+        while True:
+            flight = Flight()
+            leader = self._flights.setdefault(key, flight)
+            if leader is not flight:
+                self._counters.shared_loads += 1
+                try:
+                    return await leader.wait()
+                except LeaderGone:
+                    continue  # the leader was cancelled: try again, maybe as the leader
+            try:
+                value = await self._lead(key, loader, ttl_s, tag_list, type)
+            except Exception as exc:
+                flight.fail(exc)
+                raise
+            except BaseException:
+                flight.fail(LeaderGone())
+                raise
+            finally:
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+            flight.resolve(value)
+            return value
+
+    async def _lead(
+        self, key: str, loader: Callable[[], Any], ttl: float, tags: tuple[str, ...], type: Any
+    ) -> Any:
+        """The read of the one caller per process that goes past L1 for ``key``."""
         seq = self._inv_seq
-        envelope = await self._read(self._layout.value(key), type)
-        if (
-            envelope is not None
-            and envelope is not _UNAVAILABLE
-            and await self._serveable(envelope, key, seq)
-        ):
-            return envelope.value
-        versions = None if envelope is _UNAVAILABLE else await self._versions(tag_list)
+        envelope = await self._read(key, type)
+        if envelope is _UNAVAILABLE:
+            return (await self._load(loader))[0]
+        force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
+        if envelope is not None and envelope is not _CORRUPT:
+            verdict = await self._judge(envelope, xfetch=True)
+            if verdict is None:
+                return (await self._load(loader))[0]
+            if verdict is Verdict.FRESH:
+                self._take(key, envelope, verdict, seq)
+                return envelope.value
+            if verdict.wants_refresh:
+                self._take(key, envelope, verdict, seq)
+                return await self._refresh_or_serve(key, envelope, loader, ttl, tags, seq)
+            force_lease = True  # an invalidated entry sits there: lease past it
+        return await self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease)
+
+    async def _load_and_fill(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: float,
+        tags: tuple[str, ...],
+        type: Any,
+        seq: int,
+        force_lease: bool,
+    ) -> Any:
+        versions = await self._stamps.versions(tags)
+        if versions is None:
+            return (await self._load(loader))[0]
+        token: bytes | None = None
+        if self.options.leases:
+            outcome, found = await self._acquire_lease(key, type, seq, force_lease)
+            if outcome == "value":
+                return found
+            token = found
         value, seconds = await self._load(loader)
-        if versions is not None and (value is not None or self.options.cache_none):
-            await self._fill(key, value, ttl_s, tag_list, versions, seconds, seq, strict=False)
+        if value is None and not self.options.cache_none:
+            if token is not None:
+                await self._release(key, token)
+            return value
+        if token is not None or not self.options.leases:
+            await self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
         return value
 
-    async def _read(self, vkey: str, type: Any) -> Any:
-        """One GET: an :class:`Envelope`, ``None`` on a miss, or ``_UNAVAILABLE``."""
+    async def _acquire_lease(self, key: str, type: Any, seq: int, force: bool) -> tuple[str, Any]:
+        """Take the fill lease, or wait (bounded) for its holder's fill.
+
+        ``("lease", token)``: this caller loads and fills. ``("value", value)``: the
+        holder's fill (or a stale value) arrived. ``("none", None)``: Redis failed
+        or the wait ran out: load without filling.
+        """
+        value_key, lease_key = self._guarded_keys(key)
+        token = _token()
+        deadline = _monotonic() + self.options.lease_wait_seconds
+        attempt = 0
+        while True:
+            try:
+                got, raw = await self._l2.get_or_lease(
+                    value_key, lease_key, token, self._lease_px, force
+                )
+            except _REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+                return "none", None
+            if raw is not None:
+                envelope = self._decode(raw, type, count=False)
+                verdict = None if envelope is None else await self._judge(envelope, xfetch=False)
+                if envelope is not None and verdict is not None and verdict.serveable:
+                    if got:
+                        await self._release(key, token)
+                    self._take(key, envelope, verdict, seq)
+                    return "value", envelope.value
+                force = True  # unusable bytes in Redis: do not wait for them to expire
+            if got:
+                return "lease", token
+            if attempt == 0:
+                self._counters.lease_waits += 1
+            if _monotonic() >= deadline:
+                self._counters.lease_wait_timeouts += 1
+                return "none", None
+            await sleep(lease_backoff(attempt, random.random()))
+            attempt += 1
+
+    async def _refresh_or_serve(
+        self,
+        key: str,
+        envelope: Envelope,
+        loader: Callable[[], Any],
+        ttl: float,
+        tags: tuple[str, ...],
+        seq: int,
+    ) -> Any:
+        """Serve an entry that is stale (or due early, XFetch) while one caller refreshes it."""
+        token = _token()
+        if self.options.leases:
+            try:
+                if not await self._l2.take_lease(self._guarded_keys(key)[1], token, self._lease_px):
+                    return envelope.value  # another caller is refreshing it
+            except _REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+                return envelope.value
+        self._counters.refreshes += 1
+        lease = token if self.options.leases else None
+
+        async def refresh() -> Any:
+            return await self._refresh(key, loader, ttl, tags, seq, lease)
+
+        outcome = self._refreshes.run(refresh)
+        if outcome is SCHEDULED or outcome is _FAILED:
+            return envelope.value
+        return outcome
+
+    async def _refresh(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: float,
+        tags: tuple[str, ...],
+        seq: int,
+        token: bytes | None,
+    ) -> Any:
+        """Load and fill; a failure keeps the old value (until its stale TTL runs out)."""
+        try:
+            versions = await self._stamps.versions(tags)
+            if versions is None:
+                raise ConnectionError("Redis unavailable for the refresh")
+            value, seconds = await self._load(loader)
+        except Exception as exc:
+            self._counters.refresh_errors += 1
+            self._warn(f"refresh of {key!r} failed, the old value stays: {exc!r}")
+            if token is not None:
+                await self._release(key, token)
+            return _FAILED
+        await self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
+        return value
+
+    async def _read(self, key: str, type: Any) -> Any:
+        """One GET: an :class:`Envelope`, ``None`` on a miss, ``_CORRUPT`` for bytes that
+        do not decode, or ``_UNAVAILABLE``."""
         started = time.perf_counter()
         try:
-            raw = await self._l2.get(vkey.encode("utf-8", "surrogatepass"))
+            raw = await self._l2.get(self._layout.value(key).encode("utf-8", "surrogatepass"))
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return _UNAVAILABLE
@@ -210,50 +406,48 @@ class AsyncCache:
         if raw is None:
             self._counters.l2_misses += 1
             return None
-        return self._decode(raw, type)
+        envelope = self._decode(raw, type)
+        return _CORRUPT if envelope is None else envelope
 
-    def _decode(self, raw: bytes, type: Any) -> Envelope | None:
+    def _decode(self, raw: bytes, type: Any, *, count: bool = True) -> Envelope | None:
         try:
             envelope = self._envelopes.decode(raw, type)
         except CorruptEntry as exc:
-            self._counters.corrupt_entries += 1
-            self._counters.l2_misses += 1
+            if count:  # a lease attempt re-reads the same bytes: count them once
+                self._counters.corrupt_entries += 1
+                self._counters.l2_misses += 1
             log.debug("veneer: unreadable entry treated as a miss: %s", exc)
             return None
         envelope.size = len(raw)
         return envelope
 
-    async def _serveable(self, envelope: Envelope, key: str, seq: int) -> bool:
-        """Judge an entry read from Redis; remember it in L1 when it is fresh."""
-        versions = await self._versions(tuple(envelope.tags))
+    async def _judge(self, envelope: Envelope, *, xfetch: bool) -> Verdict | None:
+        """The entry's verdict, or None when Redis failed while fetching stamps."""
+        versions = await self._stamps.versions(tuple(envelope.tags))
         if versions is None:
-            return False
-        return self._accept(envelope, key, versions, _wall(), seq)
-
-    def _accept(
-        self,
-        envelope: Envelope,
-        key: str,
-        versions: tuple[int, dict[str, int]],
-        now: float,
-        seq: int,
-    ) -> bool:
-        epoch, tag_versions = versions
-        if judge(envelope, now, epoch, tag_versions) is not Verdict.FRESH:
+            return None
+        beta = self.options.xfetch_beta if xfetch else 0.0
+        verdict = judge(envelope, _wall(), *versions, beta, 1.0 - random.random())
+        if verdict is Verdict.INVALID:
             self._counters.stale_rejected += 1
             self._counters.l2_misses += 1
-            return False
+        return verdict
+
+    def _take(self, key: str, envelope: Envelope, verdict: Verdict, seq: int) -> None:
+        """Count a served entry; a fresh one also goes into L1."""
+        if verdict is Verdict.STALE:
+            self._counters.stale_served += 1
+            return
         self._counters.l2_hits += 1
         if self._l1_live:
             self._remember(
                 key,
                 envelope.value,
-                envelope.fresh_until - now,
+                envelope.fresh_until - _wall(),
                 envelope.size,
                 tuple(envelope.tags),
                 seq,
             )
-        return True
 
     async def _load(self, loader: Callable[[], Any]) -> tuple[Any, float]:
         self._counters.source_loads += 1
@@ -287,6 +481,8 @@ class AsyncCache:
         """Every key's value; ``loader_many(missing_keys)`` returns a mapping for the misses.
 
         Keys the loader leaves out are cached as negative entries and returned as ``None``.
+        Each missing key is leased; keys another process is loading are loaded here
+        too but not filled (a batch does not wait).
         """
         ttl_s = self.options.resolve_ttl(ttl)
         ordered = list(dict.fromkeys(keys))
@@ -294,25 +490,68 @@ class AsyncCache:
         found, missing, available, seq = await self._lookup_many(ordered, type)
         if not missing:
             return {key: found[key] for key in ordered}
-        versions = await self._versions(tag_list) if available else None
-        loaded, seconds = await self._load(lambda: loader_many(list(missing)))
-        if not isinstance(loaded, Mapping):
-            raise TypeError(
-                "loader_many must return a mapping of key -> value, "
-                f"got {loaded.__class__.__name__}"
-            )
-        values = {key: loaded.get(key) for key in missing}
+        versions = await self._stamps.versions(tag_list) if available else None
+        fillable: dict[str, bytes | None] = {}
         if versions is not None:
             marks = _open_marks.get()
-            fill = values
-            if marks:
-                namespace = self.options.namespace
-                fill = {
-                    k: v for k, v in values.items() if not bypasses(marks, namespace, k, tag_list)
-                }
-            await self._fill_many(fill, ttl_s, tag_list, versions, seconds, seq)
-        found.update(values)
+            namespace = self.options.namespace
+            candidates = [
+                k for k in missing if not (marks and bypasses(marks, namespace, k, tag_list))
+            ]
+            fillable = await self._lease_many(candidates, found, type, seq)
+            missing = [key for key in missing if key not in found]
+        if missing:
+            loaded, seconds = await self._load(lambda: loader_many(list(missing)))
+            if not isinstance(loaded, Mapping):
+                raise TypeError(
+                    "loader_many must return a mapping of key -> value, "
+                    f"got {loaded.__class__.__name__}"
+                )
+            values = {key: loaded.get(key) for key in missing}
+            if versions is not None:
+                await self._fill_many(
+                    {k: v for k, v in values.items() if k in fillable},
+                    fillable,
+                    ttl_s,
+                    tag_list,
+                    versions,
+                    seconds,
+                    seq,
+                )
+            found.update(values)
         return {key: found[key] for key in ordered}
+
+    async def _lease_many(
+        self, keys: list[str], found: dict[str, Any], type: Any, seq: int
+    ) -> dict[str, bytes | None]:
+        """Lease each key (one round trip); returns the keys this caller may fill
+        (with its token, or None when leases are off). Fills that landed meanwhile
+        go into ``found``."""
+        if not self.options.leases:
+            return dict.fromkeys(keys)
+        token = _token()
+        try:
+            replies = await self._l2.get_or_lease_many(
+                [self._guarded_keys(k) for k in keys], token, self._lease_px
+            )
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return {}
+        fillable: dict[str, bytes | None] = {}
+        for key, (got, raw) in zip(keys, replies, strict=True):
+            if raw is not None:
+                envelope = self._decode(raw, type)
+                if envelope is not None:
+                    verdict = await self._judge(envelope, xfetch=False)
+                    if verdict is not None and verdict.serveable:
+                        self._take(key, envelope, verdict, seq)
+                        found[key] = envelope.value
+                        if got:
+                            await self._release(key, token)
+                        continue
+            if got:
+                fillable[key] = token
+        return fillable
 
     async def _lookup_many(
         self, keys: list[str], type: Any
@@ -355,7 +594,7 @@ class AsyncCache:
             self._redis_failed(exc)
             return found, missing, False, seq
         self._l2_latency.record(time.perf_counter() - started)
-        epoch_only = await self._versions(())
+        epoch_only = await self._stamps.versions(())
         if epoch_only is None:
             return found, missing, False, seq
         epoch = epoch_only[0]
@@ -365,6 +604,8 @@ class AsyncCache:
         hits_before = len(found)
         envelopes: list[tuple[str, Envelope]] = []
         still: list[str] = []
+        # The common entry (no tags, not compressed) is judged inline, without
+        # building an Envelope: this loop is most of get_many's Python time.
         plain = self._envelopes.decode_plain_many(raws, type)
         for key, raw, decoded in zip(missing, raws, plain, strict=True):
             if decoded is not None and decoded[2] == epoch and decoded[1] > now:
@@ -382,18 +623,22 @@ class AsyncCache:
             else:
                 still.append(key)
         counters.l2_hits += len(found) - hits_before
-        order, missing = missing, still
-        if envelopes:
-            # One stamp lookup for the whole batch, then a pure judgement per entry.
-            all_tags = tuple(dict.fromkeys(tag for _, env in envelopes for tag in env.tags))
-            versions = await self._versions(all_tags)
-            if versions is None:
-                return found, missing + [key for key, _ in envelopes], False, seq
-            for key, envelope in envelopes:
-                if self._accept(envelope, key, versions, now, seq):
-                    found[key] = envelope.value
-            missing = [key for key in order if key not in found]
-        return found, missing, True, seq
+        if not envelopes:
+            return found, still, True, seq
+        # One stamp lookup for the whole batch, then a pure judgement per entry.
+        all_tags = tuple(dict.fromkeys(tag for _, env in envelopes for tag in env.tags))
+        versions = await self._stamps.versions(all_tags)
+        if versions is None:
+            return found, [key for key in missing if key not in found], False, seq
+        for key, envelope in envelopes:
+            verdict = judge(envelope, now, *versions)
+            if verdict.serveable:
+                self._take(key, envelope, verdict, seq)
+                found[key] = envelope.value
+            else:
+                counters.stale_rejected += 1
+                counters.l2_misses += 1
+        return found, [key for key in missing if key not in found], True, seq
 
     # ------------------------------------------------------------------ writes
 
@@ -402,24 +647,29 @@ class AsyncCache:
     ) -> None:
         """Write a value (from your source of truth) with a TTL; raises :class:`ValueTooLarge`.
 
-        Other processes drop their L1 copy. If Redis is unreachable the write is
-        skipped and an invalidation of the key is queued, so no process keeps the
-        old value once Redis is back.
+        The write revokes any fill in flight for the key, and other processes drop
+        their L1 copy. If Redis is unreachable the write is skipped and an
+        invalidation of the key is queued, so no process keeps the old value.
         """
         ttl_s = self.options.resolve_ttl(ttl)
         tag_list = tuple(dict.fromkeys(tags))
         self._start()
         self._l1.discard(key)
         self._inv_seq += 1
-        versions = await self._versions(tag_list)
+        versions = await self._stamps.versions(tag_list)
         if versions is None:
-            self._queue(("k", key))
+            self._invalidations.queue(("k", key))
             return
-        seq = self._inv_seq
-        if await self._fill(key, value, ttl_s, tag_list, versions, 0.0, seq, strict=True):
-            await self._publish("k", key, 0)
-        else:
-            self._queue(("k", key))
+        encoded = self._encode(key, value, ttl_s, tag_list, versions, 0.0, strict=True)
+        assert encoded is not None  # strict: raises instead
+        data, px, _fresh = encoded
+        try:
+            await self._l2.set_and_revoke(*self._guarded_keys(key), data, px)
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            self._invalidations.queue(("k", key))
+            return
+        await self._invalidations.publish("k", key, 0)
 
     async def _fill(
         self,
@@ -427,53 +677,86 @@ class AsyncCache:
         value: Any,
         ttl: float,
         tags: tuple[str, ...],
-        versions: tuple[int, dict[str, int]],
+        versions: Versions,
         seconds: float,
         seq: int,
+        token: bytes | None,
         *,
         strict: bool,
     ) -> bool:
+        """Write a loaded value; with a token, only while that token is still the lease."""
         encoded = self._encode(key, value, ttl, tags, versions, seconds, strict=strict)
         if encoded is None:
+            if token is not None:
+                await self._release(key, token)
             return False
         data, px, fresh_seconds = encoded
+        value_key, lease_key = self._guarded_keys(key)
         try:
-            await self._l2.set(self._layout.value(key).encode("utf-8", "surrogatepass"), data, px)
+            if token is None:
+                await self._l2.set(value_key, data, px)
+            elif not await self._l2.fill_with_lease(value_key, lease_key, token, data, px):
+                # Revoked by an invalidation (or expired): the value may predate it.
+                self._counters.fills_refused += 1
+                return False
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return False
         self._remember(key, value, fresh_seconds, len(data), tags, seq)
+        await self._record_fill(key)
         return True
 
     async def _fill_many(
         self,
         values: dict[str, Any],
+        tokens: dict[str, bytes | None],
         ttl: float,
         tags: tuple[str, ...],
-        versions: tuple[int, dict[str, int]],
+        versions: Versions,
         seconds: float,
         seq: int,
     ) -> None:
-        items: list[tuple[bytes, bytes, int]] = []
-        remembered: list[tuple[str, Any, float, int]] = []
+        """Fill a batch in one round trip: leased keys with their (shared) token."""
+        plain_keys: list[str] = []
+        plain: list[tuple[bytes, bytes, int]] = []
+        leased_keys: list[str] = []
+        leased: list[tuple[bytes, bytes, bytes, int]] = []
+        written: dict[str, tuple[Any, float, int]] = {}
+        batch_token: bytes | None = None
         for key, value in values.items():
-            if value is None and not self.options.cache_none:
-                continue
-            encoded = self._encode(key, value, ttl, tags, versions, seconds, strict=False)
+            token = tokens.get(key)
+            encoded = None
+            if value is not None or self.options.cache_none:
+                encoded = self._encode(key, value, ttl, tags, versions, seconds, strict=False)
             if encoded is None:
+                if token is not None:
+                    await self._release(key, token)
                 continue
             data, px, fresh_seconds = encoded
-            items.append((self._layout.value(key).encode("utf-8", "surrogatepass"), data, px))
-            remembered.append((key, value, fresh_seconds, len(data)))
-        if not items:
-            return
+            value_key, lease_key = self._guarded_keys(key)
+            written[key] = (value, fresh_seconds, len(data))
+            if token is None:
+                plain_keys.append(key)
+                plain.append((value_key, data, px))
+            else:
+                batch_token = token
+                leased_keys.append(key)
+                leased.append((value_key, lease_key, data, px))
         try:
-            await self._l2.set_many(items)
+            landed = [True] * len(plain)
+            if plain:
+                await self._l2.set_many(plain)
+            if leased and batch_token is not None:
+                landed += await self._l2.fill_many_with_lease(leased, batch_token)
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return
-        for key, value, fresh_seconds, size in remembered:
-            self._remember(key, value, fresh_seconds, size, tags, seq)
+        for key, ok in zip(plain_keys + leased_keys, landed, strict=True):
+            if ok:
+                value, fresh_seconds, size = written[key]
+                self._remember(key, value, fresh_seconds, size, tags, seq)
+            else:
+                self._counters.fills_refused += 1
 
     def _encode(
         self,
@@ -481,7 +764,7 @@ class AsyncCache:
         value: Any,
         ttl: float,
         tags: tuple[str, ...],
-        versions: tuple[int, dict[str, int]],
+        versions: Versions,
         seconds: float,
         *,
         strict: bool,
@@ -494,6 +777,7 @@ class AsyncCache:
             jitter=opts.jitter,
             negative=value is None,
             negative_ttl=opts.negative_ttl,
+            stale_ttl=opts.stale_ttl,
         )
         try:
             data = self._envelopes.encode(
@@ -536,17 +820,47 @@ class AsyncCache:
                 tags=tags,
             )
 
+    async def _release(self, key: str, token: bytes) -> None:
+        try:
+            await self._l2.release_lease(self._guarded_keys(key)[1], token)
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)  # the lease expires by itself after lease_ttl
+
+    async def _record_fill(self, key: str) -> None:
+        """Keep 1 in ``registry_every`` filled keys in a bounded registry for ``veneer verify``."""
+        every = self.options.registry_every
+        if not every:
+            return
+        self._fills += 1
+        if self._fills % every:
+            return
+        try:
+            await self._l2.record_key(self._registry_key, key, _wall(), self._stamps.redis_expiry)
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+
+    def _guarded_keys(self, key: str) -> tuple[bytes, bytes]:
+        layout = self._layout
+        return (
+            layout.value(key).encode("utf-8", "surrogatepass"),
+            layout.lease(key).encode("utf-8", "surrogatepass"),
+        )
+
     # ------------------------------------------------------------ invalidation
 
     async def invalidate(self, key: str, /) -> bool:
-        """Drop ``key`` from Redis and from every process's L1.
+        """Drop ``key`` from Redis and from every process's L1, and revoke its fills in flight.
 
         Returns True when Redis applied it now; False when Redis was unreachable
         and the invalidation was queued (it is retried until applied).
         """
+        entry = self._l1_map.get(key)
         self._l1.discard(key)
         self._inv_seq += 1
-        return await self._apply(("k", key))
+        self._start()
+        return await self._invalidations.apply(
+            ("k", key), l1_value=None if entry is None else entry.value
+        )
 
     async def invalidate_tag(self, tag: str, /) -> bool:
         """Invalidate every entry written with ``tag``: one command, however many entries.
@@ -555,7 +869,8 @@ class AsyncCache:
         """
         self._l1.discard_tag(tag)
         self._inv_seq += 1
-        return await self._apply(("t", tag))
+        self._start()
+        return await self._invalidations.apply(("t", tag))
 
     async def invalidate_all(self) -> bool:
         """Invalidate the whole namespace: one command (a new namespace epoch).
@@ -564,96 +879,12 @@ class AsyncCache:
         """
         self._l1.clear()
         self._inv_seq += 1
-        return await self._apply(("e", ""))
-
-    async def _apply(self, op: tuple[str, str]) -> bool:
         self._start()
-        if self._pending:
-            await self._drain()
-        if await self._send(op):
-            return True
-        self._queue(op)
-        return False
+        return await self._invalidations.apply(("e", ""))
 
-    async def _send(self, op: tuple[str, str]) -> bool:
-        kind, name = op
-        version = 0
-        try:
-            if kind == "k":
-                await self._l2.delete(self._layout.value(name).encode("utf-8", "surrogatepass"))
-            else:
-                stamp = self._layout.epoch_key if kind == "e" else self._layout.tag(name)
-                version = _new_version()
-                await self._l2.write_stamp(stamp.encode(), version, self._stamp_ex)
-                self._stamp_seq += 1
-                self._stamps[stamp] = (version, _monotonic() + self.options.stamp_ttl)
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return False
-        await self._publish(kind, name, version)
-        return True
-
-    async def _publish(self, kind: str, name: str, version: int) -> None:
-        self._counters.invalidations_sent += 1
-        if self._subscriber is None:
-            return
-        message = _message_encoder.encode((self._sender, kind, name, version))
-        try:
-            await self._l2.publish(self._layout.channel, message)
-        except _REDIS_ERRORS as exc:
-            # The Redis write is done; other L1s fall back to l1_ttl for this one.
-            self._redis_failed(exc)
-
-    def _queue(self, op: tuple[str, str]) -> None:
-        if op not in self._pending:
-            self._pending[op] = None
-            self._counters.invalidations_queued += 1
-            self._warn(
-                f"Redis unreachable: invalidation {op[0]}:{op[1]!r} queued and retried "
-                f"until applied ({len(self._pending)} pending)"
-            )
-
-    async def _drain(self) -> None:
-        """Apply queued invalidations in order; stop at the first that still fails."""
-        for op in list(self._pending):
-            if not await self._send(op):
-                return
-            self._pending.pop(op, None)
-
-    # ------------------------------------------------------------------ stamps
-
-    async def _versions(self, tags: tuple[str, ...]) -> tuple[int, dict[str, int]] | None:
-        """The namespace epoch and the versions of ``tags``, or None if Redis failed."""
-        now = _monotonic()
-        stamps = self._stamps
-        layout = self._layout
-        wanted = [layout.epoch_key, *[layout.tag(tag) for tag in tags]]
-        known: dict[str, int] = {}
-        missing: list[str] = []
-        for stamp in wanted:
-            hit = stamps.get(stamp)
-            if hit is not None and hit[1] > now:
-                known[stamp] = hit[0]
-            else:
-                missing.append(stamp)
-        if missing:
-            seq = self._stamp_seq
-            try:
-                fetched = await self._l2.read_stamps(
-                    [m.encode() for m in missing], [_new_version() for _ in missing], self._stamp_ex
-                )
-            except _REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                return None
-            valid_until = _monotonic() + self.options.stamp_ttl
-            if len(stamps) > _MAX_STAMPS:
-                stamps.clear()
-            for stamp, version in zip(missing, fetched, strict=True):
-                known[stamp] = version
-                # A broadcast that arrived during the fetch is newer than what we read.
-                if seq == self._stamp_seq:
-                    stamps[stamp] = (version, valid_until)
-        return known[wanted[0]], {tag: known[layout.tag(tag)] for tag in tags}
+    def _still_in_l1(self, key: str, value: Any) -> bool:
+        entry = self._l1_map.get(key)
+        return entry is not None and entry.value is value and entry.expires > _monotonic()
 
     # --------------------------------------------------------------- broadcast
 
@@ -663,38 +894,36 @@ class AsyncCache:
             self._subscriber.start()
 
     def _on_broadcast(self, data: bytes) -> None:
-        try:
-            sender, kind, name, version = _message_decoder.decode(data)
-        except msgspec.DecodeError:
+        message = decode_message(data)
+        if message is None or message[0] == self._sender:
             return
-        if sender == self._sender:
-            return
+        _sender, kind, name, version = message
         self._counters.invalidations_received += 1
         self._inv_seq += 1
         if kind == "k":
             self._l1.discard(name)
-            return
-        self._stamp_seq += 1
-        valid_until = _monotonic() + self.options.stamp_ttl
-        if kind == "t":
-            self._stamps[self._layout.tag(name)] = (version, valid_until)
+        elif kind == "t":
+            self._stamps.learn(self._layout.tag(name), version)
             self._l1.discard_tag(name)
         elif kind == "e":
-            self._stamps[self._layout.epoch_key] = (version, valid_until)
+            self._stamps.learn(self._layout.epoch_key, version)
             self._l1.clear()
 
     async def _on_live(self) -> None:
         self._inv_seq += 1
         self._l1_live = self.options.l1_size > 0
-        if self._pending:
-            await self._drain()
+        await self._on_tick()
 
     def _on_lost(self) -> None:
         self._l1_live = False
         self._inv_seq += 1
-        self._stamp_seq += 1
-        self._stamps.clear()
+        self._stamps.forget()
         self._l1.expire_all(_monotonic())
+
+    async def _on_tick(self) -> None:
+        """Periodic work of the subscriber: retry queued invalidations."""
+        if self._invalidations.pending:
+            await self._invalidations.drain()
 
     async def ready(self, timeout: float = 5.0) -> bool:
         """Wait until this process hears other processes' invalidations (or ``timeout``)."""
@@ -751,8 +980,8 @@ class AsyncCache:
                     ),
                 )
 
-            async def invalidate(*args: P.args, **kwargs: P.kwargs) -> None:
-                await self.invalidate(build(args, kwargs))
+            async def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+                return await self.invalidate(build(args, kwargs))
 
             def key_for(*args: P.args, **kwargs: P.kwargs) -> str:
                 return build(args, kwargs)
@@ -781,7 +1010,7 @@ class AsyncCache:
         load_p50, load_p99 = self._load_latency.percentiles()
         return CacheStats(
             **c.as_dict(),
-            invalidations_pending=len(self._pending),
+            invalidations_pending=len(self._invalidations.pending),
             l1_entries=len(self._l1),
             l1_bytes=self._l1.bytes,
             l1_evictions=self._l1.evictions,
@@ -793,12 +1022,13 @@ class AsyncCache:
         )
 
     async def close(self) -> None:
-        """Stop the broadcast subscriber and close veneer's connections."""
+        """Stop background work and close veneer's connections."""
         if self._closed:
             return
         self._closed = True
-        if self._pending:
-            await self._drain()
+        await self._refreshes.close()
+        if self._invalidations.pending:
+            await self._invalidations.drain()
         if self._subscriber is not None:
             await self._subscriber.close()
         await self._l2.close()

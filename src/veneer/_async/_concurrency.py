@@ -11,7 +11,20 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["Background", "Loader", "ManyLoader", "call_loader", "is_our_kind", "sleep", "spawn"]
+__all__ = [
+    "SCHEDULED",
+    "Background",
+    "BackgroundRefreshes",
+    "Flight",
+    "LeaderGone",
+    "Loader",
+    "ManyLoader",
+    "call_later",
+    "call_loader",
+    "is_our_kind",
+    "sleep",
+    "spawn",
+]
 
 T = TypeVar("T")
 
@@ -59,3 +72,68 @@ class Background:
 
 def spawn(run: Callable[[], Coroutine[Any, Any, None]], name: str) -> Background:
     return Background(run, name)
+
+
+class LeaderGone(Exception):
+    """The caller doing a shared load was cancelled; its waiters retry on their own."""
+
+
+class Flight:
+    """One in-process load that concurrent misses of a key share (single-flight)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # Mark a failure as seen even when nobody waited for it (no "never retrieved" log).
+        self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def resolve(self, value: Any) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        if not self._future.done():
+            self._future.set_exception(error)
+
+    async def wait(self) -> Any:
+        # shield: a waiter that is cancelled must not cancel the shared load.
+        return await asyncio.shield(self._future)
+
+
+SCHEDULED: Any = object()
+
+
+class BackgroundRefreshes:
+    """Stale-while-revalidate refreshes: background tasks here, inline in the sync shell."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def run(self, refresh: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return SCHEDULED
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def call_later(delay: float, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``fn`` once, ``delay`` seconds from now, in the background."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = _LATER
+
+    def start() -> None:
+        task = loop.create_task(fn())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.call_later(delay, start)
+
+
+_LATER: set[asyncio.Task[None]] = set()

@@ -21,7 +21,8 @@ __all__ = ["BroadcastSubscriber"]
 
 log = logging.getLogger("veneer")
 
-_POLL_SECONDS = 1.0
+# The subscriber also retries queued invalidations, so it wakes this often.
+_POLL_SECONDS = 0.25
 
 
 class BroadcastSubscriber:
@@ -33,12 +34,14 @@ class BroadcastSubscriber:
         on_message: Callable[[bytes], None],
         on_live: Callable[[], None],
         on_lost: Callable[[], None],
+        on_tick: Callable[[], None],
     ) -> None:
         self._client = client
         self._channel = channel
         self._on_message = on_message
         self._on_live = on_live
         self._on_lost = on_lost
+        self._on_tick = on_tick
         self._pubsub: Any = None
         self._worker: Background | None = None
         self.live = False
@@ -69,6 +72,7 @@ class BroadcastSubscriber:
             pubsub.subscribe(self._channel)
             while self._worker is None or not self._worker.stopping:
                 message = pubsub.get_message(timeout=_POLL_SECONDS)
+                self._on_tick()
                 if message is None:
                     continue
                 kind = message.get("type")

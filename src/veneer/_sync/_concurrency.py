@@ -13,7 +13,20 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["Background", "Loader", "ManyLoader", "call_loader", "is_our_kind", "sleep", "spawn"]
+__all__ = [
+    "SCHEDULED",
+    "Background",
+    "BackgroundRefreshes",
+    "Flight",
+    "LeaderGone",
+    "Loader",
+    "ManyLoader",
+    "call_later",
+    "call_loader",
+    "is_our_kind",
+    "sleep",
+    "spawn",
+]
 
 T = TypeVar("T")
 
@@ -56,3 +69,53 @@ class Background:
 
 def spawn(run: Callable[[], None], name: str) -> Background:
     return Background(run, name)
+
+
+class LeaderGone(Exception):
+    """The thread doing a shared load died of a BaseException; its waiters retry."""
+
+
+class Flight:
+    """One in-process load that concurrent misses of a key share (single-flight)."""
+
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def resolve(self, value: Any) -> None:
+        self._value = value
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    def wait(self) -> Any:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+SCHEDULED: Any = object()
+
+
+class BackgroundRefreshes:
+    """Stale-while-revalidate refreshes: inline here (the caller that won the refresh
+    lease pays for it), background tasks in the asyncio shell."""
+
+    def run(self, refresh: Callable[[], Any]) -> Any:
+        return refresh()
+
+    def close(self) -> None:
+        return None
+
+
+def call_later(delay: float, fn: Callable[[], None]) -> None:
+    """Run ``fn`` once, ``delay`` seconds from now, on a daemon timer thread."""
+    timer = threading.Timer(delay, fn)
+    timer.daemon = True
+    timer.start()

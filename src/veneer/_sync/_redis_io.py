@@ -24,6 +24,39 @@ from .._url import client_kwargs, validate_url
 __all__ = ["L2", "build_client"]
 
 _GET_HEAD = b"*2\r\n$3\r\nGET\r\n$"
+REGISTRY_SIZE = 1000
+
+# Every script touches one value key and its lease, which share a hash slot.
+# A miss reads the value again and, if it is missing (or the caller found it
+# unusable: ARGV[3] = '1'), takes the lease. Returns {lease taken, value}.
+GET_OR_LEASE = """
+local v = redis.call('GET', KEYS[1])
+local got = 0
+if ARGV[3] == '1' or not v then
+  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then got = 1 end
+end
+return {got, v}
+"""
+# A fill lands only while its token is still the lease: an invalidation (which
+# deletes the lease) or a newer holder makes it fail.
+FILL_WITH_LEASE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# An explicit set is authoritative: it revokes any fill in flight.
+SET_AND_REVOKE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
 
 
 def build_client(url: str, *, redis_timeout: float, connect_timeout: float) -> Any:
@@ -69,6 +102,10 @@ class L2:
         self._connection_kwargs = dict(pool.connection_kwargs)
         self._free: deque[Any] = deque()
         self._pid = os.getpid()
+        self._get_or_lease = client.register_script(GET_OR_LEASE)
+        self._fill_with_lease = client.register_script(FILL_WITH_LEASE)
+        self._release_lease = client.register_script(RELEASE_LEASE)
+        self._set_and_revoke = client.register_script(SET_AND_REVOKE)
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():
@@ -105,6 +142,46 @@ class L2:
     def set(self, key: bytes, data: bytes, px: int) -> None:
         self.client.set(key, data, px=px)
 
+    def get_or_lease(
+        self, key: bytes, lease: bytes, token: bytes, lease_px: int, force: bool
+    ) -> tuple[bool, bytes | None]:
+        """``(lease taken, value or None)`` in one round trip."""
+        reply = self._get_or_lease(
+            keys=[key, lease], args=[token, lease_px, b"1" if force else b"0"]
+        )
+        return bool(reply[0]), reply[1]
+
+    def get_or_lease_many(
+        self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
+    ) -> list[tuple[bool, bytes | None]]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, lease in pairs:
+                self._get_or_lease(keys=[key, lease], args=[token, lease_px, b"0"], client=pipe)
+            replies = pipe.execute()
+        return [(bool(r[0]), r[1]) for r in replies]
+
+    def take_lease(self, lease: bytes, token: bytes, lease_px: int) -> bool:
+        return bool(self.client.set(lease, token, nx=True, px=lease_px))
+
+    def fill_with_lease(self, key: bytes, lease: bytes, token: bytes, data: bytes, px: int) -> bool:
+        reply = self._fill_with_lease(keys=[key, lease], args=[token, data, px])
+        return bool(reply)
+
+    def fill_many_with_lease(
+        self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes
+    ) -> list[bool]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, lease, data, px in items:
+                self._fill_with_lease(keys=[key, lease], args=[token, data, px], client=pipe)
+            replies = pipe.execute()
+        return [bool(r) for r in replies]
+
+    def release_lease(self, lease: bytes, token: bytes) -> None:
+        self._release_lease(keys=[lease], args=[token])
+
+    def set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
+        self._set_and_revoke(keys=[key, lease], args=[data, px])
+
     def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
         with self.client.pipeline(transaction=False) as pipe:
             for key, data, px in items:
@@ -131,6 +208,19 @@ class L2:
             version if reply is None else int(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
         ]
+
+    def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
+        """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(registry, {key: now})
+            pipe.zremrangebyrank(registry, 0, -REGISTRY_SIZE - 1)
+            pipe.expire(registry, ex)
+            pipe.execute()
+
+    def recent_keys(self, registry: bytes, count: int) -> list[str]:
+        """The ``count`` most recently recorded keys (a bounded read: ZREVRANGE 0 count-1)."""
+        members = self.client.zrevrange(registry, 0, max(0, count - 1))
+        return [m.decode("utf-8", "surrogatepass") for m in members]
 
     def write_stamp(self, key: bytes, version: int, ex: int) -> None:
         self.client.set(key, version, ex=ex)

@@ -1,0 +1,143 @@
+"""Sending invalidations: to Redis, to every process's L1, and to a retry queue when
+Redis cannot take them. An invalidation is never dropped silently."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .._keys import KeyLayout
+from .._stats import Counters
+from ._concurrency import call_later
+from ._redis_io import AsyncL2
+from ._stamps import AsyncStampBook
+
+__all__ = ["AsyncInvalidations", "Op", "decode_message"]
+
+# ("k", key) one key, ("t", tag) a tag, ("e", "") the whole namespace.
+Op = tuple[str, str]
+
+_message_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder(tuple[str, str, str, int])
+
+
+def decode_message(data: bytes) -> tuple[str, str, str, int] | None:
+    """``(sender, kind, name, version)`` of a broadcast, or None if it is not one of ours."""
+    try:
+        return _message_decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+
+
+class AsyncInvalidations:
+    def __init__(
+        self,
+        l2: AsyncL2,
+        layout: KeyLayout,
+        stamps: AsyncStampBook,
+        counters: Counters,
+        *,
+        sender: str,
+        broadcast: bool,
+        errors: tuple[type[BaseException], ...],
+        on_error: Callable[[BaseException], None],
+        warn: Callable[[str], None],
+        monitor_every: int,
+        monitor_delay: float,
+        still_in_l1: Callable[[str, Any], bool],
+    ) -> None:
+        self._l2 = l2
+        self._layout = layout
+        self._stamps = stamps
+        self._counters = counters
+        self._sender = sender
+        self._broadcast = broadcast
+        self._errors = errors
+        self._on_error = on_error
+        self._warn = warn
+        self._monitor_every = monitor_every
+        self._monitor_delay = monitor_delay
+        self._still_in_l1 = still_in_l1
+        self.pending: dict[Op, None] = {}
+
+    async def apply(self, op: Op, *, l1_value: Any = None) -> bool:
+        """Send ``op`` now (True), or queue it for retry (False). Earlier queued ops go first."""
+        if self.pending:
+            await self.drain()
+        if await self._send(op, l1_value):
+            return True
+        self.queue(op)
+        return False
+
+    def queue(self, op: Op) -> None:
+        if op not in self.pending:
+            self.pending[op] = None
+            self._counters.invalidations_queued += 1
+            self._warn(
+                f"Redis unreachable: invalidation {op[0]}:{op[1]!r} queued and retried "
+                f"until applied ({len(self.pending)} pending)"
+            )
+
+    async def drain(self) -> None:
+        """Apply queued invalidations in order; stop at the first that still fails."""
+        for op in list(self.pending):
+            if not await self._send(op, None):
+                return
+            self.pending.pop(op, None)
+
+    async def _send(self, op: Op, l1_value: Any) -> bool:
+        kind, name = op
+        version = 0
+        watch = kind == "k" and self._monitor_every and random.randrange(self._monitor_every) == 0
+        try:
+            if kind == "k":
+                value_key = self._layout.value(name).encode("utf-8", "surrogatepass")
+                lease_key = self._layout.lease(name).encode("utf-8", "surrogatepass")
+                before = await self._l2.get(value_key) if watch else None
+                # Deleting the lease revokes every fill in flight (the stale-set race),
+                # also when the value itself is absent.
+                await self._l2.delete(value_key, lease_key)
+            else:
+                stamp = self._layout.epoch_key if kind == "e" else self._layout.tag(name)
+                version = await self._stamps.bump(stamp)
+        except self._errors as exc:
+            self._on_error(exc)
+            return False
+        await self.publish(kind, name, version)
+        if watch:
+            self._watch(name, before, l1_value)
+        return True
+
+    async def publish(self, kind: str, name: str, version: int) -> None:
+        self._counters.invalidations_sent += 1
+        if not self._broadcast:
+            return
+        message = _message_encoder.encode((self._sender, kind, name, version))
+        try:
+            await self._l2.publish(self._layout.channel, message)
+        except self._errors as exc:
+            # Redis has the invalidation; other L1s fall back to l1_ttl for this one.
+            self._on_error(exc)
+
+    def _watch(self, key: str, before: bytes | None, l1_value: Any) -> None:
+        """Check ``monitor_delay`` later that the invalidated value did not come back."""
+        value_key = self._layout.value(key).encode("utf-8", "surrogatepass")
+
+        async def check() -> None:
+            try:
+                after = await self._l2.get(value_key)
+            except self._errors:
+                return  # no verdict without Redis
+            stale = (before is not None and after == before) or (
+                l1_value is not None and self._still_in_l1(key, l1_value)
+            )
+            if stale:
+                self._counters.monitor_stale += 1
+                self._warn(f"invalidated key {key!r} still served its old value")
+            else:
+                self._counters.monitor_ok += 1
+
+        call_later(self._monitor_delay, check)

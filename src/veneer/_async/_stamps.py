@@ -1,0 +1,98 @@
+"""Version stamps of tags and of the namespace, with a short-lived copy in process.
+
+Every entry carries the versions its tags and its namespace had before it was
+loaded; a read compares them with the current ones (see ``_policy.judge``). A
+process keeps the current versions for ``stamp_ttl`` and updates them from the
+broadcast channel, so most reads compare against memory, not Redis.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Final
+
+from .._keys import KeyLayout
+from ._redis_io import AsyncL2
+
+__all__ = ["AsyncStampBook", "new_version"]
+
+_MAX_STAMPS: Final = 10_000
+_monotonic = time.monotonic
+
+
+def new_version() -> int:
+    return random.getrandbits(63) | 1
+
+
+class AsyncStampBook:
+    def __init__(
+        self,
+        l2: AsyncL2,
+        layout: KeyLayout,
+        *,
+        trust_seconds: float,
+        redis_expiry: int,
+        errors: tuple[type[BaseException], ...],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._l2 = l2
+        self._layout = layout
+        self._trust = trust_seconds
+        self.redis_expiry = redis_expiry
+        self._errors = errors
+        self._on_error = on_error
+        self._known: dict[str, tuple[int, float]] = {}
+        # Bumped whenever a newer version is learnt: a fetch that started earlier
+        # must not overwrite it with what it read.
+        self._seq = 0
+
+    async def versions(self, tags: tuple[str, ...]) -> tuple[int, dict[str, int]] | None:
+        """The namespace epoch and the versions of ``tags``, or None if Redis failed."""
+        now = _monotonic()
+        known = self._known
+        layout = self._layout
+        wanted = [layout.epoch_key, *[layout.tag(tag) for tag in tags]]
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for stamp in wanted:
+            hit = known.get(stamp)
+            if hit is not None and hit[1] > now:
+                found[stamp] = hit[0]
+            else:
+                missing.append(stamp)
+        if missing:
+            seq = self._seq
+            try:
+                fetched = await self._l2.read_stamps(
+                    [m.encode() for m in missing],
+                    [new_version() for _ in missing],
+                    self.redis_expiry,
+                )
+            except self._errors as exc:
+                self._on_error(exc)
+                return None
+            valid_until = _monotonic() + self._trust
+            if len(known) > _MAX_STAMPS:
+                known.clear()
+            for stamp, version in zip(missing, fetched, strict=True):
+                found[stamp] = version
+                if seq == self._seq:
+                    known[stamp] = (version, valid_until)
+        return found[wanted[0]], {tag: found[layout.tag(tag)] for tag in tags}
+
+    async def bump(self, stamp: str) -> int:
+        """Write a new version (raises on Redis errors: the caller queues the invalidation)."""
+        version = new_version()
+        await self._l2.write_stamp(stamp.encode(), version, self.redis_expiry)
+        self.learn(stamp, version)
+        return version
+
+    def learn(self, stamp: str, version: int) -> None:
+        self._seq += 1
+        self._known[stamp] = (version, _monotonic() + self._trust)
+
+    def forget(self) -> None:
+        self._seq += 1
+        self._known.clear()
