@@ -293,7 +293,13 @@ class AsyncCache:
             if outcome == "value":
                 return found
             token = found
-        value, seconds = await self._load(loader)
+        try:
+            value, seconds = await self._load(loader)
+        except BaseException:
+            if token is not None:
+                # Free the key for the next caller now, not after lease_ttl.
+                await self._release(key, token)
+            raise
         if value is None and not self.options.cache_none:
             if token is not None:
                 await self._release(key, token)

@@ -79,26 +79,42 @@ class LeaderGone(Exception):
 
 
 class Flight:
-    """One in-process load that concurrent misses of a key share (single-flight)."""
+    """One in-process load that concurrent misses of a key share (single-flight).
 
-    __slots__ = ("_future",)
+    Futures are made only for waiters: the uncontended miss (the common case)
+    allocates nothing but this object.
+    """
+
+    __slots__ = ("_done", "_error", "_value", "_waiters")
 
     def __init__(self) -> None:
-        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        # Mark a failure as seen even when nobody waited for it (no "never retrieved" log).
-        self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._waiters: list[asyncio.Future[None]] = []
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
 
     def resolve(self, value: Any) -> None:
-        if not self._future.done():
-            self._future.set_result(value)
+        self._value = value
+        self._finish()
 
     def fail(self, error: BaseException) -> None:
-        if not self._future.done():
-            self._future.set_exception(error)
+        self._error = error
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def wait(self) -> Any:
-        # shield: a waiter that is cancelled must not cancel the shared load.
-        return await asyncio.shield(self._future)
+        if not self._done:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter  # a cancelled waiter leaves; the shared load goes on
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 SCHEDULED: Any = object()

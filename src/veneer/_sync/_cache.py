@@ -294,7 +294,13 @@ class Cache:
             if outcome == "value":
                 return found
             token = found
-        value, seconds = self._load(loader)
+        try:
+            value, seconds = self._load(loader)
+        except BaseException:
+            if token is not None:
+                # Free the key for the next caller now, not after lease_ttl.
+                self._release(key, token)
+            raise
         if value is None and not self.options.cache_none:
             if token is not None:
                 self._release(key, token)

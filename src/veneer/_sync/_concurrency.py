@@ -76,25 +76,31 @@ class LeaderGone(Exception):
 
 
 class Flight:
-    """One in-process load that concurrent misses of a key share (single-flight)."""
+    """One in-process load that concurrent misses of a key share (single-flight).
 
-    __slots__ = ("_done", "_error", "_value")
+    A plain lock held by the leader until the result is in: cheaper to make
+    than an Event, and the uncontended miss (the common case) never waits on it.
+    """
+
+    __slots__ = ("_error", "_lock", "_value")
 
     def __init__(self) -> None:
-        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
         self._value: Any = None
         self._error: BaseException | None = None
 
     def resolve(self, value: Any) -> None:
         self._value = value
-        self._done.set()
+        self._lock.release()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
-        self._done.set()
+        self._lock.release()
 
     def wait(self) -> Any:
-        self._done.wait()
+        with self._lock:  # each waiter passes through once the leader released it
+            pass
         if self._error is not None:
             raise self._error
         return self._value
