@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 import redis
 from audit_helpers import FAST, seed_clean, significant
 from click.testing import CliRunner
@@ -213,3 +214,37 @@ def test_cli_usage_and_unreachable_exit_codes() -> None:
 
     down = runner.invoke(audit, [f"redis://127.0.0.1:{free_port()}", "--timeout", "0.5"])
     assert down.exit_code == 3
+
+
+def test_tls_url_is_audited_over_tls(tmp_path: Path) -> None:
+    """rediss:// with a CA file connects over TLS, and the no-TLS finding disappears."""
+    import subprocess
+
+    from servers import free_port
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    openssl = [
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1",
+    ]  # fmt: skip
+    subprocess.run(openssl, check=True, capture_output=True, timeout=60)
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+    try:
+        server = RedisServer(*tls)
+    except RuntimeError as exc:  # a redis-server built without TLS
+        pytest.skip(f"redis-server without TLS support: {exc}")
+    try:
+        c = server.client()
+        try:
+            c.set("user:1", "v")
+        finally:
+            c.close()
+        report = run_audit(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}", FAST)
+    finally:
+        server.stop()
+    assert report.server.nodes[0].address == f"127.0.0.1:{tls_port}"
+    assert ("no-ttl", "user:*") in significant(report)
+    assert not any("without TLS" in f.summary for f in report.findings)

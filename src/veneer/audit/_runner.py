@@ -123,6 +123,7 @@ class _Audit:
         self.blind_spots: list[str] = []
         self.interrupted = False
         self.exhausted: set[tuple[str, int]] = set()
+        self.sampler = Sampler(throttle, batch=opts.batch(), progress=progress.advance)
 
     def run(self, started_wall: float, started: float) -> AuditReport:
         try:
@@ -191,7 +192,7 @@ class _Audit:
         if limit is not None and total <= limit:
             limit = None  # everything fits in the sample: read it all, no sampling error
         self.progress.phase("sampling keys", total if limit is None else limit)
-        sampler = Sampler(self.throttle, batch=self.opts.batch(), progress=self.progress.advance)
+        sampler = self.sampler
         for shard, db, snap in plan:
             node = shard.read_from
             stratum = self.strata[(node.address, db)]
@@ -208,9 +209,6 @@ class _Audit:
                 # counts keys that expired but were not yet reclaimed).
                 self.exhausted.add((node.address, db))
                 stratum.population = stratum.sampled
-        self.blind_spots.extend(sampler.blind_spots)
-        if sampler.errors:
-            self.blind_spots.append(f"{sampler.errors} keys could not be read (moved or refused)")
 
     def _sink(self, s: KeySample) -> None:
         self.strata[(s.node, s.db)].sampled += 1
@@ -245,6 +243,12 @@ class _Audit:
         )
 
     def _report(self, started_wall: float, started: float) -> AuditReport:
+        # Collected here, not after sampling, so that an interrupted audit keeps them.
+        self.blind_spots.extend(self.sampler.blind_spots)
+        if self.sampler.errors:
+            self.blind_spots.append(
+                f"{self.sampler.errors} keys could not be read (moved or refused)"
+            )
         prefixes = self._prefixes()
         primary_of = {
             shard.read_from.address: shard.primary.address

@@ -273,9 +273,13 @@ def open_shards(target: Target, *, replicas: bool = False, timeout: float = 5.0)
     if target.topology == "sentinel":
         return _sentinel_shards(target, kwargs, replicas=replicas)
 
+    # redis-py parses TLS options from a rediss:// URL itself (and its SSL connection
+    # class takes no ``ssl`` argument).
+    url_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("ssl")}
+
     def factory(db: int) -> redis.Redis:
         # redis-py lets the URL's own db win over a db= argument: set it on the pool.
-        pool = redis.ConnectionPool.from_url(target.url, **kwargs)
+        pool = redis.ConnectionPool.from_url(target.url, **url_kwargs)
         pool.connection_kwargs["db"] = db
         return redis.Redis.from_pool(pool)
 
