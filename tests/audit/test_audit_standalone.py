@@ -248,3 +248,23 @@ def test_tls_url_is_audited_over_tls(tmp_path: Path) -> None:
     assert report.server.nodes[0].address == f"127.0.0.1:{tls_port}"
     assert ("no-ttl", "user:*") in significant(report)
     assert not any("without TLS" in f.summary for f in report.findings)
+
+
+def test_progress_bar_on_a_terminal(server: RedisServer) -> None:
+    """On a terminal the audit draws a progress bar through its phases (and removes it)."""
+    import io
+
+    from rich.console import Console
+
+    from veneer.audit.cli import _BarProgress
+
+    c = server.client()
+    try:
+        c.mset({f"k:{i}": i for i in range(200)})
+    finally:
+        c.close()
+    screen = io.StringIO()
+    with _BarProgress(Console(file=screen, force_terminal=True, width=100)) as bar:
+        report = run_audit(server.url, FAST, progress=bar)
+    assert report.sampling.keys_sampled == 200
+    assert "sampling keys" in screen.getvalue()
