@@ -7,26 +7,28 @@ import veneer.audit
 
 def test_public_api_of_veneer_audit() -> None:
     """veneer.audit exports exactly its documented names, all defined inside veneer."""
-    assert sorted(veneer.audit.__all__) == [
-        "CHECKS",
-        "SCHEMA",
-        "AuditError",
-        "AuditOptions",
-        "AuditReport",
-        "Finding",
-        "NodeReport",
-        "PrefixReport",
-        "Progress",
-        "SamplingReport",
-        "ServerReport",
-        "Severity",
-        "TopKey",
-        "fold_key",
-        "mask_url",
-        "render_html",
-        "render_text",
-        "run_audit",
-    ]
+    assert sorted(veneer.audit.__all__) == sorted(
+        [
+            "CHECKS",
+            "SCHEMA",
+            "AuditError",
+            "AuditOptions",
+            "AuditReport",
+            "Finding",
+            "NodeReport",
+            "PrefixReport",
+            "Progress",
+            "SamplingReport",
+            "ServerReport",
+            "Severity",
+            "TopKey",
+            "fold_key",
+            "mask_url",
+            "render_html",
+            "render_text",
+            "run_audit",
+        ]
+    )
     for name in veneer.audit.__all__:
         value = getattr(veneer.audit, name)
         module = getattr(value, "__module__", "veneer.audit")
