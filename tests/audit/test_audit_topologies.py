@@ -116,3 +116,11 @@ def test_primary_names_its_replicas_when_gossip_lags(seeded_cluster: LocalCluste
         assert len(reps) == 1
         found.add(reps[0][1])
     assert found == replica_ports
+
+
+def test_one_cluster_node_as_plain_url_says_it_is_partial(seeded_cluster: LocalCluster) -> None:
+    """redis:// to one cluster node audits that node and says the rest was not covered."""
+    node = seeded_cluster.primaries()[0]
+    report = run_audit(f"redis://127.0.0.1:{node.port}", FAST)
+    assert len(report.server.nodes) == 1
+    assert any("redis+cluster://" in b for b in report.blind_spots)

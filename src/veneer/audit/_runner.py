@@ -147,6 +147,11 @@ class _Audit:
             if snap.error:
                 self.blind_spots.append(f"{snap.address}: {snap.error}")
             self.progress.advance(i + 1)
+            if self.target.topology == "standalone" and snap.num("cluster_enabled") == 1:
+                self.blind_spots.append(
+                    f"{snap.address} is a cluster node: only it was audited; use "
+                    "redis+cluster:// to cover every primary"
+                )
 
     def _cpu(self) -> None:
         starts = [s.cpu_start[0] for s in self.snapshots if s.cpu_start is not None]
