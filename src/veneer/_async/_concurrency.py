@@ -126,8 +126,11 @@ class BackgroundRefreshes:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def run(self, refresh: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        task = asyncio.get_running_loop().create_task(refresh())
+    def run(self, refresh: Callable[[], Awaitable[Any]]) -> Any:
+        async def run() -> Any:
+            return await refresh()
+
+        task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return SCHEDULED

@@ -240,7 +240,7 @@ class Cache:
                 except LeaderGone:
                     continue  # the leader was cancelled: try again, maybe as the leader
             try:
-                value = self._lead(key, loader, ttl_s, tag_list, type)
+                value, refresh = self._lead(key, loader, ttl_s, tag_list, type)
             except Exception as exc:
                 flight.fail(exc)
                 raise
@@ -251,29 +251,35 @@ class Cache:
                 if self._flights.get(key) is flight:
                     del self._flights[key]
             flight.resolve(value)
-            return value
+            if refresh is None:
+                return value
+            # Waiters already have the stale value; the refresh runs in the background
+            # (asyncio) or here, for this caller only (threads).
+            outcome = self._refreshes.run(refresh)
+            return value if outcome is SCHEDULED or outcome is _FAILED else outcome
 
     def _lead(
         self, key: str, loader: Callable[[], Any], ttl: float, tags: tuple[str, ...], type: Any
-    ) -> Any:
-        """The read of the one caller per process that goes past L1 for ``key``."""
+    ) -> tuple[Any, Callable[[], Any] | None]:
+        """The read of the one caller per process that goes past L1 for ``key``: the value
+        for every waiter, and the refresh this caller must run after handing it out."""
         seq = self._inv_seq
         envelope = self._read(key, type)
         if envelope is _UNAVAILABLE:
-            return (self._load(loader))[0]
+            return (self._load(loader))[0], None
         force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
         if envelope is not None and envelope is not _CORRUPT:
             verdict = self._judge(envelope, xfetch=True)
             if verdict is None:
-                return (self._load(loader))[0]
+                return (self._load(loader))[0], None
             if verdict is Verdict.FRESH:
                 self._take(key, envelope, verdict, seq)
-                return envelope.value
+                return envelope.value, None
             if verdict.wants_refresh:
                 self._take(key, envelope, verdict, seq)
-                return self._refresh_or_serve(key, envelope, loader, ttl, tags, seq)
+                return envelope.value, self._claim_refresh(key, loader, ttl, tags, seq)
             force_lease = True  # an invalidated entry sits there: lease past it
-        return self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease)
+        return self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
 
     def _load_and_fill(
         self,
@@ -345,34 +351,31 @@ class Cache:
             sleep(lease_backoff(attempt, random.random()))
             attempt += 1
 
-    def _refresh_or_serve(
+    def _claim_refresh(
         self,
         key: str,
-        envelope: Envelope,
         loader: Callable[[], Any],
         ttl: float,
         tags: tuple[str, ...],
         seq: int,
-    ) -> Any:
-        """Serve an entry that is stale (or due early, XFetch) while one caller refreshes it."""
+    ) -> Callable[[], Any] | None:
+        """For an entry that is stale (or due early, XFetch): the refresh this caller won,
+        or None when another caller holds the refresh lease (or Redis failed)."""
         token = _token()
         if self.options.leases:
             try:
                 if not self._l2.take_lease(self._guarded_keys(key)[1], token, self._lease_px):
-                    return envelope.value  # another caller is refreshing it
+                    return None
             except _REDIS_ERRORS as exc:
                 self._redis_failed(exc)
-                return envelope.value
+                return None
         self._counters.refreshes += 1
         lease = token if self.options.leases else None
 
         def refresh() -> Any:
             return self._refresh(key, loader, ttl, tags, seq, lease)
 
-        outcome = self._refreshes.run(refresh)
-        if outcome is SCHEDULED or outcome is _FAILED:
-            return envelope.value
-        return outcome
+        return refresh
 
     def _refresh(
         self,
