@@ -239,7 +239,9 @@ class OutboxRelay:
         pause = self.interval
         while not self._stop.is_set():
             try:
-                self.run_once()
+                applied = self.run_once()
+                if applied:
+                    log.info("veneer relay: applied %d outbox row(s)", applied)
                 pause = self.interval
             except SQLAlchemyError as exc:
                 self.failed_passes += 1
