@@ -66,3 +66,8 @@ def hold_lease_and_hang(url: str, namespace: str, lease_ttl: float, started: Any
 
     cache = Cache.from_url(url, namespace=namespace, ttl=60, lease_ttl=lease_ttl)
     cache.get_or_load("k", load)
+
+
+def source_value(key: str) -> int:
+    """The 'source of truth' of the verify tests: item:N is worth N * 10."""
+    return int(key.split(":")[1]) * 10

@@ -12,6 +12,7 @@ import click
 _SUBCOMMANDS: dict[str, str] = {
     "demo": "veneer.demo.cli:demo",
     "audit": "veneer.audit.cli:audit",
+    "verify": "veneer._verify_cli:verify_command",
     "relay": "veneer.integrations.cli:relay",
     "listen": "veneer.integrations.cli:listen",
 }

@@ -847,6 +847,15 @@ class Cache:
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
 
+    def recent_keys(self, limit: int = 1000) -> list[str]:
+        """Keys recently filled by any process (1 in ``registry_every`` fills, newest first,
+        at most 1000): the bounded sample ``veneer verify`` checks. No SCAN involved."""
+        try:
+            return self._l2.recent_keys(self._registry_key, min(limit, 1000))
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return []
+
     def _guarded_keys(self, key: str) -> tuple[bytes, bytes]:
         layout = self._layout
         return (
