@@ -249,7 +249,7 @@ class CacheInvalidator:
         hold(fresh)
         if fresh and state.committing:
             # The outbox was already written for this commit: add these rows now.
-            self._write(sync_session, state)
+            self._write(trans, state)
 
     def _watches(self, session: Session) -> bool:
         return session in self._instances or any(isinstance(session, c) for c in self._classes)
@@ -269,7 +269,7 @@ class CacheInvalidator:
             if state is None:
                 state = self._states[root] = _Marks()
             state.committing = True
-        self._write(session, state)
+        self._write(root, state)
 
     def _on_after_commit(self, session: Session) -> None:
         # Only the committing transaction is open here: inner ones were committed
@@ -305,7 +305,7 @@ class CacheInvalidator:
         if self.outbox is not None and parent is not None and parent.parent is None:
             # Back in the outermost transaction's scope: its rows can be written now,
             # exactly where they belong (its rollback takes them back).
-            self._write(session, target)
+            self._write(parent, target)
 
     def _merge(self, state: _Marks, parent: SessionTransaction) -> tuple[list[Mark], _Marks]:
         """Give a released transaction's marks to its parent; returns the marks both held
@@ -324,15 +324,17 @@ class CacheInvalidator:
 
     # ------------------------------------------------------------- delivering
 
-    def _write(self, session: Session, state: _Marks) -> None:
-        """Insert the state's unwritten marks into the outbox, in the session's transaction."""
+    def _write(self, trans: SessionTransaction, state: _Marks) -> None:
+        """Insert the state's unwritten marks into the outbox, in ``trans`` (the outermost
+        transaction, which owns them)."""
         assert self.outbox is not None
         with self._lock:
             todo, state.unwritten = state.unwritten, []
         if not todo:
             return
-        insert = sa.insert(self.outbox)
-        conn = session.connection(bind_arguments={"clause": insert})
+        # The transaction's own connection: Session.connection() refuses to run
+        # inside a savepoint's context manager exit, where releases are seen.
+        conn = trans.connection(None, clause=sa.insert(self.outbox))
         written = write_rows(conn, self.outbox, todo)
         with self._lock:
             for row_id, mark in written:
