@@ -164,9 +164,16 @@ def test_marks_made_while_committing_are_written_too(
         session.begin_nested()
         invalidator.invalidate(session, "in-open-savepoint")
         session.commit()
+    with maker.begin() as session:  # the root commits while the savepoint is still open
+        invalidator.invalidate(session, "block")
+        session.begin_nested()
+        invalidator.invalidate(session, "block-savepoint")
     assert sorted(name for _, _, name in rows(pg_engine, outbox)) == [
+        "block",
+        "block-savepoint",
         "early",
         "in-open-savepoint",
+        "late",
         "late",
     ]
 

@@ -11,12 +11,13 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from servers import POSTGRES_URL
+from servers import POSTGRES_URL, free_port
 from veneer import AsyncCache, Cache, ConfigurationError
 from veneer._txn import open_marks
+from veneer.integrations.outbox import create_outbox, outbox_table
 from veneer.integrations.sqlalchemy import CacheInvalidator
 
-from .conftest import read_name
+from .conftest import read_name, unique_name
 
 # SQLAlchemy's asyncio extension needs greenlet (the `sqlalchemy[asyncio]` extra).
 pytest.importorskip("greenlet")
@@ -239,3 +240,43 @@ def test_sync_session_class_must_be_specific_for_an_async_session_class() -> Non
     invalidator.install(ScopedAsync)
     invalidator.uninstall(ScopedAsync)
     invalidator.cache.close()  # type: ignore[union-attr]
+
+
+async def test_async_durable_mode(
+    pg_engine: sa.Engine,
+    make_acache: MakeAsyncCache,
+    amaker: async_sessionmaker[AsyncSession],
+    namespace: str,
+) -> None:
+    """With AsyncSession the outbox rows go with the transaction too: a rollback leaves none,
+    a commit with Redis up deletes them, a commit with Redis down keeps them."""
+    outbox = create_outbox(pg_engine, outbox_table(name=unique_name("voutbox")))
+    dead = AsyncCache.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", namespace=namespace, broadcast=False
+    )
+    try:
+        cache = await make_acache()
+        invalidator = CacheInvalidator(cache, outbox=outbox).install(amaker)
+        count = sa.select(sa.func.count()).select_from(outbox)
+        async with amaker() as session:
+            async with session.begin_nested():
+                invalidator.invalidate(session, "user:1")
+            assert (await session.execute(count)).scalar() == 1
+            await session.rollback()
+        async with amaker() as session:
+            invalidator.invalidate(session, "user:1")
+            await session.commit()
+        assert cache.stats().invalidations_sent == 1
+        with pg_engine.connect() as conn:
+            assert conn.execute(count).scalar() == 0
+        down = async_sessionmaker(amaker.kw["bind"])
+        invalidator_down = CacheInvalidator(dead, outbox=outbox).install(down)
+        async with down() as session:
+            invalidator_down.invalidate_tag(session, "users")
+            await session.commit()
+        with pg_engine.connect() as conn:
+            assert conn.execute(count).scalar() == 1
+    finally:
+        await dead.close()
+        with pg_engine.begin() as conn:
+            outbox.drop(conn)
