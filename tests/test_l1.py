@@ -55,8 +55,9 @@ def test_discard_tag_and_clear() -> None:
 def test_expire_all_keeps_entries_as_stale() -> None:
     store = L1Store(max_entries=10, max_bytes=10**9)
     put(store, "a")
-    store.expire_all(now=5.0)
+    store.expire_all(now=5.0, wall_now=7.0)
     assert store.map["a"].expires == 5.0
+    assert store.map["a"].fresh_until == 7.0
 
 
 def test_linked_list_stays_consistent_under_random_operations() -> None:

@@ -147,11 +147,13 @@ class L1Store:
             self.bytes = 0
             self._head = self._tail = self._hand = None
 
-    def expire_all(self, now: float) -> None:
-        """Stop trusting every entry as fresh; they stay available as stale."""
+    def expire_all(self, now: float, wall_now: float) -> None:
+        """Stop trusting every entry as fresh; they stay available as stale, their
+        staleness counted from now at the latest."""
         with self._lock:
             for entry in self.map.values():
                 entry.expires = min(entry.expires, now)
+                entry.fresh_until = min(entry.fresh_until, wall_now)
 
     def _evict_one(self) -> None:
         node = self._hand or self._tail

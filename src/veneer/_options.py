@@ -38,6 +38,22 @@ class CacheOptions:
     lease_wait: float | None = None
     """How long a miss waits for another process's fill before loading itself
     (default: lease_ttl)."""
+    max_stale: float = 10.0
+    """While Redis is unreachable (or refilling after a cold restart), serve in-process
+    copies up to this many seconds past their freshness instead of loading. 0: never."""
+    source_concurrency: int = 16
+    """Loads from the source running at once in this process (the bulkhead)."""
+    source_queue_timeout: float = 1.0
+    """How long a load waits for a bulkhead slot before the caller gets a stale value or
+    SourceOverloaded."""
+    breaker_failures: int = 5
+    """Consecutive Redis failures (errors or deadline overruns) that open the breaker."""
+    breaker_cooldown: float = 1.0
+    """Seconds (jittered, doubling on a failed probe up to 10x) before an open breaker
+    lets one probe through."""
+    restart_warmup: float = 30.0
+    """After Redis comes back empty, serve stale L1 copies (within max_stale) of keys
+    that are missing in Redis while one caller per key refills them."""
     monitor_every: int = 0
     """Re-check 1 in N invalidations after ``monitor_delay`` (0: off); see stats()."""
     monitor_delay: float = 1.0
@@ -89,6 +105,17 @@ class CacheOptions:
             raise ConfigurationError(
                 f"xfetch_beta={self.xfetch_beta!r}: use 0 (off) to 10; 1 is the usual choice"
             )
+        _check_positive("source_queue_timeout", self.source_queue_timeout)
+        _check_positive("breaker_cooldown", self.breaker_cooldown)
+        _check_positive("restart_warmup", self.restart_warmup)
+        if not (isinstance(self.max_stale, int | float) and 0 <= self.max_stale <= self.max_ttl):
+            raise ConfigurationError(
+                f"max_stale={self.max_stale!r} must be between 0 (never serve stale) and max_ttl"
+            )
+        for name in ("source_concurrency", "breaker_failures"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name}={value!r} must be an integer >= 1")
         for name in ("monitor_every", "registry_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -62,6 +62,10 @@ class Counters:
     refresh_errors: int = 0
     monitor_ok: int = 0
     monitor_stale: int = 0
+    breaker_rejections: int = 0
+    source_shed: int = 0
+    stale_fallbacks: int = 0
+    cold_restarts: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -98,11 +102,24 @@ class CacheStats:
     monitor_ok: int
     monitor_stale: int
     """Sampled invalidations whose old value was still served after monitor_delay."""
+    breaker_rejections: int
+    """Redis calls not made because the breaker was open (no caller waited on them)."""
+    source_shed: int
+    """Loads refused by the full bulkhead (answered stale, or SourceOverloaded)."""
+    stale_fallbacks: int
+    """In-process copies served past freshness (within max_stale) while Redis was out."""
+    cold_restarts: int
     invalidations_pending: int
     l1_entries: int
     l1_bytes: int
     l1_evictions: int
     broadcast_connected: bool
+    breaker_state: str
+    breaker_opened: int
+    breaker_open_seconds: float
+    source_active: int
+    source_waiting: int
+    source_peak: int
     l2_read_p50_ms: float
     l2_read_p99_ms: float
     load_p50_ms: float

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ class AsyncBroadcastSubscriber:
         on_live: Callable[[], Awaitable[None]],
         on_lost: Callable[[], None],
         on_tick: Callable[[], Awaitable[None]],
+        health_timeout: float = 1.0,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -41,6 +43,7 @@ class AsyncBroadcastSubscriber:
         self._on_live = on_live
         self._on_lost = on_lost
         self._on_tick = on_tick
+        self._health_timeout = health_timeout
         self._pubsub: Any = None
         self._worker: Background | None = None
         self.live = False
@@ -69,8 +72,19 @@ class AsyncBroadcastSubscriber:
         pubsub = self._pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(self._channel)
+            heard = pinged = time.monotonic()
             while self._worker is None or not self._worker.stopping:
                 message = await pubsub.get_message(timeout=_POLL_SECONDS)
+                now = time.monotonic()
+                if message is not None:
+                    heard = now
+                elif now - heard > self._health_timeout:
+                    # A hung Redis (SIGSTOP, a dead peer behind a live TCP socket) sends
+                    # nothing: without this the cache would trust L1 it cannot invalidate.
+                    raise ConnectionError(f"no reply on {self._channel} in {now - heard:.1f}s")
+                if now - pinged >= _POLL_SECONDS and self.live:
+                    pinged = now
+                    await pubsub.ping()
                 await self._on_tick()
                 if message is None:
                     continue

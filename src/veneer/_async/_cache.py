@@ -16,8 +16,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 import msgspec
 from redis.exceptions import RedisError
 
+from .._breaker import CircuitBreaker
 from .._codec import CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
-from .._errors import ConfigurationError, UnencodableValue, ValueTooLarge
+from .._errors import ConfigurationError, SourceOverloaded, UnencodableValue, ValueTooLarge
 from .._keyfunc import KeyBuilder
 from .._keys import KeyLayout
 from .._l1 import L1Store
@@ -35,12 +36,13 @@ from ._concurrency import (
     LeaderGone,
     Loader,
     ManyLoader,
+    SourceBulkhead,
     call_loader,
     is_our_kind,
     sleep,
 )
 from ._invalidations import AsyncInvalidations, decode_message
-from ._redis_io import AsyncL2, build_client, client_like
+from ._redis_io import AsyncL2, CircuitOpen, build_client, client_like
 from ._stamps import AsyncStampBook
 
 __all__ = ["AsyncCache", "AsyncCachedFunction"]
@@ -57,6 +59,7 @@ _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 _UNAVAILABLE: Any = object()
 _FAILED: Any = object()
 _CORRUPT: Any = object()
+_NONE: Any = object()
 _NOT_GIVEN: Any = object()
 _monotonic = time.monotonic
 _wall = time.time
@@ -66,6 +69,13 @@ Versions = tuple[int, dict[str, int]]
 
 def _token() -> bytes:
     return b"%016x" % random.getrandbits(64)
+
+
+def _endpoint(client: Any) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
 class AsyncCachedFunction(Protocol[P, T_co]):
@@ -113,7 +123,18 @@ class AsyncCache:
             )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        self._l2 = AsyncL2(client)
+        breaker = CircuitBreaker(
+            _endpoint(client),
+            failures=opts.breaker_failures,
+            cooldown=opts.breaker_cooldown,
+            max_cooldown=10 * opts.breaker_cooldown,
+            probe_timeout=max(1.0, 2 * opts.redis_timeout + opts.connect_timeout),
+        )
+        self._l2 = AsyncL2(client, breaker)
+        self._breaker = breaker
+        self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
+        self._run_id: str | None = None
+        self._warm_until = 0.0
         self._l1 = L1Store(opts.l1_size, opts.l1_max_bytes if opts.l1_size else 0)
         self._l1_map = self._l1.map
         self._counters = Counters()
@@ -165,6 +186,7 @@ class AsyncCache:
                 on_live=self._on_live,
                 on_lost=self._on_lost,
                 on_tick=self._on_tick,
+                health_timeout=max(1.0, 4 * opts.redis_timeout),
             )
         self._started = False
 
@@ -187,7 +209,10 @@ class AsyncCache:
         self._start()
         seq = self._inv_seq
         envelope = await self._read(key, type)
-        if envelope is None or envelope is _UNAVAILABLE or envelope is _CORRUPT:
+        if envelope is _UNAVAILABLE:
+            stale = self._l1_stale(key)
+            return default if stale is _NONE else stale
+        if envelope is None or envelope is _CORRUPT:
             return default
         verdict = await self._judge(envelope, xfetch=False)
         if verdict is None or not verdict.serveable:
@@ -239,7 +264,7 @@ class AsyncCache:
                 except LeaderGone:
                     continue  # the leader was cancelled: try again, maybe as the leader
             try:
-                value, refresh = await self._lead(key, loader, ttl_s, tag_list, type)
+                value, refresh = await self._lead_or_stale(key, loader, ttl_s, tag_list, type)
             except Exception as exc:
                 flight.fail(exc)
                 raise
@@ -257,6 +282,18 @@ class AsyncCache:
             outcome = self._refreshes.run(refresh)
             return value if outcome is SCHEDULED or outcome is _FAILED else outcome
 
+    async def _lead_or_stale(
+        self, key: str, loader: Callable[[], Any], ttl: float, tags: tuple[str, ...], type: Any
+    ) -> tuple[Any, Callable[[], Awaitable[Any]] | None]:
+        try:
+            return await self._lead(key, loader, ttl, tags, type)
+        except SourceOverloaded:
+            # The bulkhead is full: an in-process copy within max_stale beats an error.
+            stale = self._l1_stale(key)
+            if stale is _NONE:
+                raise
+            return stale, None
+
     async def _lead(
         self, key: str, loader: Callable[[], Any], ttl: float, tags: tuple[str, ...], type: Any
     ) -> tuple[Any, Callable[[], Awaitable[Any]] | None]:
@@ -265,12 +302,12 @@ class AsyncCache:
         seq = self._inv_seq
         envelope = await self._read(key, type)
         if envelope is _UNAVAILABLE:
-            return (await self._load(loader))[0], None
+            return await self._without_redis(key, loader), None
         force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
         if envelope is not None and envelope is not _CORRUPT:
             verdict = await self._judge(envelope, xfetch=True)
             if verdict is None:
-                return (await self._load(loader))[0], None
+                return await self._without_redis(key, loader), None
             if verdict is Verdict.FRESH:
                 self._take(key, envelope, verdict, seq)
                 return envelope.value, None
@@ -278,7 +315,33 @@ class AsyncCache:
                 self._take(key, envelope, verdict, seq)
                 return envelope.value, await self._claim_refresh(key, loader, ttl, tags, seq)
             force_lease = True  # an invalidated entry sits there: lease past it
+        elif self._warming():
+            # Redis came back empty: serve the in-process copy while one caller refills.
+            stale = self._l1_stale(key)
+            if stale is not _NONE:
+                return stale, await self._claim_refresh(key, loader, ttl, tags, seq)
         return await self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
+
+    async def _without_redis(self, key: str, loader: Callable[[], Any]) -> Any:
+        """Redis is unreachable: an in-process copy within max_stale, else the source."""
+        stale = self._l1_stale(key)
+        if stale is not _NONE:
+            return stale
+        return (await self._load(loader))[0]
+
+    def _l1_stale(self, key: str) -> Any:
+        """This process's copy of ``key`` if it is at most ``max_stale`` past fresh."""
+        entry = self._l1_map.get(key)
+        if entry is None or _wall() - entry.fresh_until > self.options.max_stale:
+            return _NONE
+        self._counters.stale_fallbacks += 1
+        return entry.value
+
+    def _warming(self) -> bool:
+        """Whether Redis may be refilling after a restart (or before we could tell)."""
+        if _monotonic() < self._warm_until:
+            return True
+        return self._started and self._subscriber is not None and not self._subscriber.live
 
     async def _load_and_fill(
         self,
@@ -292,7 +355,7 @@ class AsyncCache:
     ) -> Any:
         versions = await self._stamps.versions(tags)
         if versions is None:
-            return (await self._load(loader))[0]
+            return await self._without_redis(key, loader)
         token: bytes | None = None
         if self.options.leases:
             outcome, found = await self._acquire_lease(key, type, seq, force_lease)
@@ -459,6 +522,11 @@ class AsyncCache:
             )
 
     async def _load(self, loader: Callable[[], Any]) -> tuple[Any, float]:
+        """Call the source through the bulkhead (``source_concurrency`` at once)."""
+        bulkhead = self._bulkhead
+        if not await bulkhead.acquire():
+            self._counters.source_shed += 1
+            raise SourceOverloaded(bulkhead.limit, bulkhead.timeout)
         self._counters.source_loads += 1
         started = time.perf_counter()
         try:
@@ -466,6 +534,8 @@ class AsyncCache:
         except BaseException:
             self._counters.load_errors += 1
             raise
+        finally:
+            bulkhead.release()
         seconds = time.perf_counter() - started
         self._load_latency.record(seconds)
         return value, seconds
@@ -930,13 +1000,25 @@ class AsyncCache:
     async def _on_live(self) -> None:
         self._inv_seq += 1
         self._l1_live = self.options.l1_size > 0
+        try:
+            run_id = await self._l2.run_id()
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            run_id = ""
+        if run_id:
+            if self._run_id is not None and run_id != self._run_id:
+                # Restarted, so probably empty: keep serving L1 copies while keys refill.
+                self._counters.cold_restarts += 1
+                self._warm_until = _monotonic() + self.options.restart_warmup
+                log.warning("veneer[%s]: Redis restarted; refilling", self.options.namespace)
+            self._run_id = run_id
         await self._on_tick()
 
     def _on_lost(self) -> None:
         self._l1_live = False
         self._inv_seq += 1
         self._stamps.forget()
-        self._l1.expire_all(_monotonic())
+        self._l1.expire_all(_monotonic(), _wall())
 
     async def _on_tick(self) -> None:
         """Periodic work of the subscriber: retry queued invalidations."""
@@ -1013,6 +1095,9 @@ class AsyncCache:
     # --------------------------------------------------------------- plumbing
 
     def _redis_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, CircuitOpen):
+            self._counters.breaker_rejections += 1
+            return
         self._counters.redis_errors += 1
         self._warn(f"Redis call failed ({exc.__class__.__name__}: {exc}); served from the source")
 
@@ -1033,6 +1118,12 @@ class AsyncCache:
             l1_bytes=self._l1.bytes,
             l1_evictions=self._l1.evictions,
             broadcast_connected=bool(self._subscriber and self._subscriber.live),
+            breaker_state=self._breaker.state.value,
+            breaker_opened=self._breaker.opened,
+            breaker_open_seconds=self._breaker.seconds_open(),
+            source_active=self._bulkhead.active,
+            source_waiting=self._bulkhead.waiting,
+            source_peak=self._bulkhead.peak,
             l2_read_p50_ms=l2_p50 * 1000,
             l2_read_p99_ms=l2_p99 * 1000,
             load_p50_ms=load_p50 * 1000,

@@ -19,6 +19,7 @@ __all__ = [
     "LeaderGone",
     "Loader",
     "ManyLoader",
+    "SourceBulkhead",
     "call_later",
     "call_loader",
     "is_our_kind",
@@ -156,3 +157,35 @@ def call_later(delay: float, fn: Callable[[], Coroutine[Any, Any, None]]) -> Non
 
 
 _LATER: set[asyncio.Task[None]] = set()
+
+
+class SourceBulkhead:
+    """At most ``limit`` loads at once; a caller waits at most ``timeout`` for a slot."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self.limit = limit
+        self.timeout = timeout
+        self.active = 0
+        self.waiting = 0
+        self.peak = 0
+        self._slots = asyncio.Semaphore(limit)
+
+    async def acquire(self) -> bool:
+        if not self._slots.locked():
+            await self._slots.acquire()
+        else:
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                return False
+            finally:
+                self.waiting -= 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+        self._slots.release()

@@ -67,6 +67,9 @@ class AsyncInvalidations:
         """Send ``op`` now (True), or queue it for retry (False). Earlier queued ops go first."""
         if self.pending:
             await self.drain()
+            if self.pending:  # Redis still fails: one timeout per call is enough
+                self.queue(op)
+                return False
         if await self._send(op, l1_value):
             return True
         self.queue(op)

@@ -12,15 +12,28 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis_client
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .._breaker import CircuitBreaker
 from .._url import client_kwargs, validate_url
 
-__all__ = ["AsyncL2", "build_client"]
+__all__ = ["AsyncL2", "CircuitOpen", "build_client"]
+
+# What says "this Redis is unhealthy" to the breaker. A ResponseError (a bad
+# command, a script error) is an answer, not an outage.
+_HEALTH_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+
+class CircuitOpen(RedisConnectionError):
+    """Refused without calling Redis: the endpoint's circuit breaker is open."""
+
 
 _GET_HEAD = b"*2\r\n$3\r\nGET\r\n$"
 REGISTRY_SIZE = 1000
@@ -92,10 +105,11 @@ def _pack_mget(keys: list[bytes]) -> bytes:
 
 
 class AsyncL2:
-    """The Redis tier of one cache."""
+    """The Redis tier of one cache, behind one circuit breaker."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, breaker: CircuitBreaker) -> None:
         self.client = client
+        self.breaker = breaker
         pool = client.connection_pool
         self._connection_class = pool.connection_class
         self._connection_kwargs = dict(pool.connection_kwargs)
@@ -105,6 +119,21 @@ class AsyncL2:
         self._fill_with_lease = client.register_script(FILL_WITH_LEASE)
         self._release_lease = client.register_script(RELEASE_LEASE)
         self._set_and_revoke = client.register_script(SET_AND_REVOKE)
+
+    def _admit(self) -> None:
+        if not self.breaker.allow():
+            raise CircuitOpen(f"circuit breaker for {self.breaker.name} is open")
+
+    async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """Run one Redis operation through the breaker (admit, then record the outcome)."""
+        self._admit()
+        try:
+            result = await fn(*args, **kwargs)
+        except _HEALTH_FAILURES:
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+        return result
 
     async def _connection(self) -> Any:
         if self._pid != os.getpid():
@@ -119,15 +148,23 @@ class AsyncL2:
             return connection
 
     async def _roundtrip(self, packed: bytes) -> Any:
-        connection = await self._connection()
+        breaker = self.breaker
+        if not breaker.closed:
+            self._admit()
+        connection = None
         try:
+            connection = await self._connection()
             await connection.send_packed_command([packed], False)
             reply = await connection.read_response()
-        except BaseException:
+        except BaseException as exc:
             # Whatever happened mid-command (timeout, cancel), the socket's state is unknown.
-            await connection.disconnect()
+            if connection is not None:
+                await connection.disconnect()
+            if isinstance(exc, _HEALTH_FAILURES):
+                breaker.record_failure()
             raise
         self._free.append(connection)
+        breaker.record_success()
         return reply
 
     async def get(self, key: bytes) -> bytes | None:
@@ -139,60 +176,71 @@ class AsyncL2:
         return reply
 
     async def set(self, key: bytes, data: bytes, px: int) -> None:
-        await self.client.set(key, data, px=px)
+        await self._call(self.client.set, key, data, px=px)
 
     async def get_or_lease(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, force: bool
     ) -> tuple[bool, bytes | None]:
         """``(lease taken, value or None)`` in one round trip."""
-        reply = await self._get_or_lease(
-            keys=[key, lease], args=[token, lease_px, b"1" if force else b"0"]
+        reply = await self._call(
+            self._get_or_lease, keys=[key, lease], args=[token, lease_px, b"1" if force else b"0"]
         )
         return bool(reply[0]), reply[1]
+
+    async def _pipeline(self, build: Callable[[Any], Awaitable[None]]) -> list[Any]:
+        async def run() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                await build(pipe)
+                replies: list[Any] = await pipe.execute()
+                return replies
+
+        replies: list[Any] = await self._call(run)
+        return replies
 
     async def get_or_lease_many(
         self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
     ) -> list[tuple[bool, bytes | None]]:
-        async with self.client.pipeline(transaction=False) as pipe:
+        async def build(pipe: Any) -> None:
             for key, lease in pairs:
                 await self._get_or_lease(
                     keys=[key, lease], args=[token, lease_px, b"0"], client=pipe
                 )
-            replies = await pipe.execute()
-        return [(bool(r[0]), r[1]) for r in replies]
+
+        return [(bool(r[0]), r[1]) for r in await self._pipeline(build)]
 
     async def take_lease(self, lease: bytes, token: bytes, lease_px: int) -> bool:
-        return bool(await self.client.set(lease, token, nx=True, px=lease_px))
+        return bool(await self._call(self.client.set, lease, token, nx=True, px=lease_px))
 
     async def fill_with_lease(
         self, key: bytes, lease: bytes, token: bytes, data: bytes, px: int
     ) -> bool:
-        reply = await self._fill_with_lease(keys=[key, lease], args=[token, data, px])
+        reply = await self._call(self._fill_with_lease, keys=[key, lease], args=[token, data, px])
         return bool(reply)
 
     async def fill_many_with_lease(
         self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes
     ) -> list[bool]:
-        async with self.client.pipeline(transaction=False) as pipe:
+        async def build(pipe: Any) -> None:
             for key, lease, data, px in items:
                 await self._fill_with_lease(keys=[key, lease], args=[token, data, px], client=pipe)
-            replies = await pipe.execute()
-        return [bool(r) for r in replies]
+
+        return [bool(r) for r in await self._pipeline(build)]
 
     async def release_lease(self, lease: bytes, token: bytes) -> None:
-        await self._release_lease(keys=[lease], args=[token])
+        await self._call(self._release_lease, keys=[lease], args=[token])
 
     async def set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
-        await self._set_and_revoke(keys=[key, lease], args=[data, px])
+        await self._call(self._set_and_revoke, keys=[key, lease], args=[data, px])
 
     async def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
+        async def build(pipe: Any) -> None:
             for key, data, px in items:
                 pipe.set(key, data, px=px)
-            await pipe.execute()
+
+        await self._pipeline(build)
 
     async def delete(self, *keys: bytes) -> None:
-        await self.client.delete(*keys)
+        await self._call(self.client.delete, *keys)
 
     async def read_stamps(self, keys: list[bytes], fresh: list[int], ex: int) -> list[int]:
         """Current versions of stamp keys, creating the missing ones with ``fresh`` versions.
@@ -202,11 +250,13 @@ class AsyncL2:
         never goes back to "absent", so an entry written under an old version can
         never match again, even after the stamp key expired or its shard restarted.
         """
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        async def build(pipe: Any) -> None:
             for key, version in zip(keys, fresh, strict=True):
                 pipe.set(key, version, nx=True, ex=ex)
                 pipe.get(key)
-            replies = await pipe.execute()
+
+        replies = await self._pipeline(build)
         return [
             version if reply is None else int(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
@@ -214,22 +264,29 @@ class AsyncL2:
 
     async def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
-        async with self.client.pipeline(transaction=False) as pipe:
+
+        async def build(pipe: Any) -> None:
             pipe.zadd(registry, {key: now})
             pipe.zremrangebyrank(registry, 0, -REGISTRY_SIZE - 1)
             pipe.expire(registry, ex)
-            await pipe.execute()
+
+        await self._pipeline(build)
 
     async def recent_keys(self, registry: bytes, count: int) -> list[str]:
         """The ``count`` most recently recorded keys (a bounded read: ZREVRANGE 0 count-1)."""
-        members = await self.client.zrevrange(registry, 0, max(0, count - 1))
+        members = await self._call(self.client.zrevrange, registry, 0, max(0, count - 1))
         return [m.decode("utf-8", "surrogatepass") for m in members]
 
     async def write_stamp(self, key: bytes, version: int, ex: int) -> None:
-        await self.client.set(key, version, ex=ex)
+        await self._call(self.client.set, key, version, ex=ex)
 
     async def publish(self, channel: str, message: bytes) -> None:
-        await self.client.publish(channel, message)
+        await self._call(self.client.publish, channel, message)
+
+    async def run_id(self) -> str:
+        """The server's run id: it changes when Redis restarts (maybe empty)."""
+        info = await self._call(self.client.info, "server")
+        return str(info.get("run_id", ""))
 
     async def close(self) -> None:
         while self._free:

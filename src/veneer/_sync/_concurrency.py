@@ -21,6 +21,7 @@ __all__ = [
     "LeaderGone",
     "Loader",
     "ManyLoader",
+    "SourceBulkhead",
     "call_later",
     "call_loader",
     "is_our_kind",
@@ -125,3 +126,36 @@ def call_later(delay: float, fn: Callable[[], None]) -> None:
     timer = threading.Timer(delay, fn)
     timer.daemon = True
     timer.start()
+
+
+class SourceBulkhead:
+    """At most ``limit`` loads at once; a caller waits at most ``timeout`` for a slot."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self.limit = limit
+        self.timeout = timeout
+        self.active = 0
+        self.waiting = 0
+        self.peak = 0
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                self.waiting += 1
+            try:
+                if not self._slots.acquire(timeout=self.timeout):
+                    return False
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.active -= 1
+        self._slots.release()

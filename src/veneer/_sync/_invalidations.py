@@ -68,6 +68,9 @@ class Invalidations:
         """Send ``op`` now (True), or queue it for retry (False). Earlier queued ops go first."""
         if self.pending:
             self.drain()
+            if self.pending:  # Redis still fails: one timeout per call is enough
+                self.queue(op)
+                return False
         if self._send(op, l1_value):
             return True
         self.queue(op)

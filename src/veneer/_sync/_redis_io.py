@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis as redis_client
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from .._breaker import CircuitBreaker
 from .._url import client_kwargs, validate_url
 
-__all__ = ["L2", "build_client"]
+__all__ = ["L2", "CircuitOpen", "build_client"]
+
+# What says "this Redis is unhealthy" to the breaker. A ResponseError (a bad
+# command, a script error) is an answer, not an outage.
+_HEALTH_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+
+class CircuitOpen(RedisConnectionError):
+    """Refused without calling Redis: the endpoint's circuit breaker is open."""
+
 
 _GET_HEAD = b"*2\r\n$3\r\nGET\r\n$"
 REGISTRY_SIZE = 1000
@@ -93,10 +106,11 @@ def _pack_mget(keys: list[bytes]) -> bytes:
 
 
 class L2:
-    """The Redis tier of one cache."""
+    """The Redis tier of one cache, behind one circuit breaker."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, breaker: CircuitBreaker) -> None:
         self.client = client
+        self.breaker = breaker
         pool = client.connection_pool
         self._connection_class = pool.connection_class
         self._connection_kwargs = dict(pool.connection_kwargs)
@@ -106,6 +120,21 @@ class L2:
         self._fill_with_lease = client.register_script(FILL_WITH_LEASE)
         self._release_lease = client.register_script(RELEASE_LEASE)
         self._set_and_revoke = client.register_script(SET_AND_REVOKE)
+
+    def _admit(self) -> None:
+        if not self.breaker.allow():
+            raise CircuitOpen(f"circuit breaker for {self.breaker.name} is open")
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one Redis operation through the breaker (admit, then record the outcome)."""
+        self._admit()
+        try:
+            result = fn(*args, **kwargs)
+        except _HEALTH_FAILURES:
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+        return result
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():
@@ -120,15 +149,23 @@ class L2:
             return connection
 
     def _roundtrip(self, packed: bytes) -> Any:
-        connection = self._connection()
+        breaker = self.breaker
+        if not breaker.closed:
+            self._admit()
+        connection = None
         try:
+            connection = self._connection()
             connection.send_packed_command([packed], False)
             reply = connection.read_response()
-        except BaseException:
+        except BaseException as exc:
             # Whatever happened mid-command (timeout, cancel), the socket's state is unknown.
-            connection.disconnect()
+            if connection is not None:
+                connection.disconnect()
+            if isinstance(exc, _HEALTH_FAILURES):
+                breaker.record_failure()
             raise
         self._free.append(connection)
+        breaker.record_success()
         return reply
 
     def get(self, key: bytes) -> bytes | None:
@@ -140,56 +177,67 @@ class L2:
         return reply
 
     def set(self, key: bytes, data: bytes, px: int) -> None:
-        self.client.set(key, data, px=px)
+        self._call(self.client.set, key, data, px=px)
 
     def get_or_lease(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, force: bool
     ) -> tuple[bool, bytes | None]:
         """``(lease taken, value or None)`` in one round trip."""
-        reply = self._get_or_lease(
-            keys=[key, lease], args=[token, lease_px, b"1" if force else b"0"]
+        reply = self._call(
+            self._get_or_lease, keys=[key, lease], args=[token, lease_px, b"1" if force else b"0"]
         )
         return bool(reply[0]), reply[1]
+
+    def _pipeline(self, build: Callable[[Any], None]) -> list[Any]:
+        def run() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                build(pipe)
+                replies: list[Any] = pipe.execute()
+                return replies
+
+        replies: list[Any] = self._call(run)
+        return replies
 
     def get_or_lease_many(
         self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
     ) -> list[tuple[bool, bytes | None]]:
-        with self.client.pipeline(transaction=False) as pipe:
+        def build(pipe: Any) -> None:
             for key, lease in pairs:
                 self._get_or_lease(keys=[key, lease], args=[token, lease_px, b"0"], client=pipe)
-            replies = pipe.execute()
-        return [(bool(r[0]), r[1]) for r in replies]
+
+        return [(bool(r[0]), r[1]) for r in self._pipeline(build)]
 
     def take_lease(self, lease: bytes, token: bytes, lease_px: int) -> bool:
-        return bool(self.client.set(lease, token, nx=True, px=lease_px))
+        return bool(self._call(self.client.set, lease, token, nx=True, px=lease_px))
 
     def fill_with_lease(self, key: bytes, lease: bytes, token: bytes, data: bytes, px: int) -> bool:
-        reply = self._fill_with_lease(keys=[key, lease], args=[token, data, px])
+        reply = self._call(self._fill_with_lease, keys=[key, lease], args=[token, data, px])
         return bool(reply)
 
     def fill_many_with_lease(
         self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes
     ) -> list[bool]:
-        with self.client.pipeline(transaction=False) as pipe:
+        def build(pipe: Any) -> None:
             for key, lease, data, px in items:
                 self._fill_with_lease(keys=[key, lease], args=[token, data, px], client=pipe)
-            replies = pipe.execute()
-        return [bool(r) for r in replies]
+
+        return [bool(r) for r in self._pipeline(build)]
 
     def release_lease(self, lease: bytes, token: bytes) -> None:
-        self._release_lease(keys=[lease], args=[token])
+        self._call(self._release_lease, keys=[lease], args=[token])
 
     def set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
-        self._set_and_revoke(keys=[key, lease], args=[data, px])
+        self._call(self._set_and_revoke, keys=[key, lease], args=[data, px])
 
     def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
-        with self.client.pipeline(transaction=False) as pipe:
+        def build(pipe: Any) -> None:
             for key, data, px in items:
                 pipe.set(key, data, px=px)
-            pipe.execute()
+
+        self._pipeline(build)
 
     def delete(self, *keys: bytes) -> None:
-        self.client.delete(*keys)
+        self._call(self.client.delete, *keys)
 
     def read_stamps(self, keys: list[bytes], fresh: list[int], ex: int) -> list[int]:
         """Current versions of stamp keys, creating the missing ones with ``fresh`` versions.
@@ -199,11 +247,13 @@ class L2:
         never goes back to "absent", so an entry written under an old version can
         never match again, even after the stamp key expired or its shard restarted.
         """
-        with self.client.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Any) -> None:
             for key, version in zip(keys, fresh, strict=True):
                 pipe.set(key, version, nx=True, ex=ex)
                 pipe.get(key)
-            replies = pipe.execute()
+
+        replies = self._pipeline(build)
         return [
             version if reply is None else int(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
@@ -211,22 +261,29 @@ class L2:
 
     def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
-        with self.client.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Any) -> None:
             pipe.zadd(registry, {key: now})
             pipe.zremrangebyrank(registry, 0, -REGISTRY_SIZE - 1)
             pipe.expire(registry, ex)
-            pipe.execute()
+
+        self._pipeline(build)
 
     def recent_keys(self, registry: bytes, count: int) -> list[str]:
         """The ``count`` most recently recorded keys (a bounded read: ZREVRANGE 0 count-1)."""
-        members = self.client.zrevrange(registry, 0, max(0, count - 1))
+        members = self._call(self.client.zrevrange, registry, 0, max(0, count - 1))
         return [m.decode("utf-8", "surrogatepass") for m in members]
 
     def write_stamp(self, key: bytes, version: int, ex: int) -> None:
-        self.client.set(key, version, ex=ex)
+        self._call(self.client.set, key, version, ex=ex)
 
     def publish(self, channel: str, message: bytes) -> None:
-        self.client.publish(channel, message)
+        self._call(self.client.publish, channel, message)
+
+    def run_id(self) -> str:
+        """The server's run id: it changes when Redis restarts (maybe empty)."""
+        info = self._call(self.client.info, "server")
+        return str(info.get("run_id", ""))
 
     def close(self) -> None:
         while self._free:
