@@ -280,3 +280,25 @@ def test_commit_with_redis_down_is_not_an_error_and_queues_the_invalidation(
     assert cache.stats().invalidations_pending == 1
     own_redis.start()
     eventually(lambda: cache.stats().invalidations_pending == 0, timeout=15.0)
+
+
+def test_marking_a_finished_transaction_is_an_error(
+    make_cache: MakeCache, maker: sessionmaker[Session]
+) -> None:
+    """A mark made after the commit (in an after_commit hook) would never be applied: refused."""
+    cache = make_cache()
+    invalidator = CacheInvalidator(cache).install(maker)
+    errors: list[Exception] = []
+
+    def too_late(session: Session) -> None:
+        try:
+            invalidator.invalidate(session, "k")
+        except sa.exc.InvalidRequestError as exc:
+            errors.append(exc)
+
+    sa.event.listen(maker, "after_commit", too_late)
+    with maker() as session:
+        session.execute(sa.text("SELECT 1"))
+        session.commit()
+    assert len(errors) == 1
+    assert "no longer active" in str(errors[0])

@@ -237,6 +237,14 @@ class CacheInvalidator:
         trans = sync_session.get_nested_transaction() or sync_session.get_transaction()
         if trans is None:
             trans = _autobegin(sync_session)
+        elif not trans.is_active:
+            # Committed (an after_commit hook) or failed: a mark here would never be
+            # applied, which must not pass silently.
+            raise sa.exc.InvalidRequestError(
+                "the session's transaction is no longer active (committed, or failed and "
+                "awaiting rollback): mark invalidations before the commit, or call the "
+                "cache's invalidate() directly"
+            )
         with self._lock:
             state = self._states.get(trans)
             if state is None:
