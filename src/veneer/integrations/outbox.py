@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .._sync._cache import Cache
 from .._txn import Mark
 from ._caches import CachesByNamespace, CacheSource, apply_op
 
@@ -156,8 +157,6 @@ class OutboxRelay:
         self.interval = interval
         self._caches = CachesByNamespace(caches, **(cache_options or {}))
         only = set(namespaces or ())
-        from .._sync._cache import Cache
-
         if isinstance(caches, Cache):
             only.add(caches.options.namespace)
         self._namespaces = sorted(only)
@@ -246,6 +245,12 @@ class OutboxRelay:
             except SQLAlchemyError as exc:
                 self.failed_passes += 1
                 log.warning("veneer relay: pass failed (%s); retrying in %.1fs", exc, pause)
+                pause = min(pause * 2, 30.0)
+            except Exception:
+                # Keep the worker alive: a relay that dies silently loses nothing but
+                # leaves every later row waiting for a restart.
+                self.failed_passes += 1
+                log.exception("veneer relay: pass failed; retrying in %.1fs", pause)
                 pause = min(pause * 2, 30.0)
             self._stop.wait(pause)
 

@@ -372,6 +372,8 @@ class PgInvalidationListener:
                 log.warning(
                     "veneer listen: connection lost (%s); reconnecting in %.1fs", exc, backoff
                 )
+            except Exception:
+                log.exception("veneer listen: unexpected error; reconnecting in %.1fs", backoff)
             finally:
                 self._listening.clear()
                 self.backend_pid = None
@@ -430,13 +432,18 @@ class PgInvalidationListener:
         if cache is None:
             log.debug("veneer listen: no cache for namespace %r", namespace)
             return
-        if everything:
-            self._count(cache.invalidate_all())
-            return
-        for key in keys:
-            self._count(cache.invalidate(key))
-        for tag in tags:
-            self._count(cache.invalidate_tag(tag))
+        try:
+            if everything:
+                self._count(cache.invalidate_all())
+                return
+            for key in keys:
+                self._count(cache.invalidate(key))
+            for tag in tags:
+                self._count(cache.invalidate_tag(tag))
+        except Exception:
+            # Redis errors never get here (the cache queues them); anything else must
+            # not stop the listener.
+            log.exception("veneer listen: applying a notification failed")
 
     def _count(self, applied: bool) -> None:
         if applied:
