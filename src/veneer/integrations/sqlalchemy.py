@@ -132,7 +132,9 @@ class CacheInvalidator:
         ):
             return self
         for name, handler in self._handlers():
-            event.listen(listen_on, name, handler)
+            # First in line for after_commit: flagging the commit cannot fail, and a
+            # hook before it that raises must not make a commit look rolled back.
+            event.listen(listen_on, name, handler, insert=name == "after_commit")
         if isinstance(listen_on, Session):
             self._instances.add(listen_on)
         else:
