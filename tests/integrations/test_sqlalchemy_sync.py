@@ -302,3 +302,18 @@ def test_marking_a_finished_transaction_is_an_error(
         session.commit()
     assert len(errors) == 1
     assert "no longer active" in str(errors[0])
+
+
+def test_install_on_a_scoped_session(
+    pg_engine: sa.Engine, make_cache: MakeCache, maker: sessionmaker[Session]
+) -> None:
+    """A scoped_session is watched through its session factory."""
+    from sqlalchemy.orm import scoped_session
+
+    cache = make_cache()
+    registry = scoped_session(maker)
+    invalidator = CacheInvalidator(cache).install(registry)
+    invalidator.invalidate(registry(), "k")
+    registry.commit()
+    registry.remove()
+    assert cache.stats().invalidations_sent == 1
