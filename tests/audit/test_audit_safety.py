@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,7 +158,11 @@ def test_monitor_sees_only_allowed_commands_within_budget(
 def test_backs_off_when_ping_latency_rises(server: RedisServer) -> None:
     """When Lua starts hogging the command thread mid-audit, PING slows and the audit backs off."""
     _seed_varied(server, 1000)
-    go, stop = threading.Event(), threading.Event()
+    hog: list[subprocess.Popen[bytes]] = []
+    # A separate process, so the load does not wait for this process's GIL: about
+    # 1.5 s of back-to-back 100 ms scripts, then the audit may recover.
+    busy = "local i = 0 while i < 5000000 do i = i + 1 end return i"
+    hog_cmd = [redis_cli_binary(), "-p", str(server.port), "-r", "15", "eval", busy, "0"]
 
     class HogOnceSampling:
         # The first PINGs set the baseline; the load starts only after them.
@@ -167,29 +170,18 @@ def test_backs_off_when_ping_latency_rises(server: RedisServer) -> None:
             pass
 
         def advance(self, done: int) -> None:
-            if done >= 100:
-                go.set()
+            if done >= 100 and not hog:
+                hog.append(subprocess.Popen(hog_cmd, stdout=subprocess.DEVNULL))
 
-    def hog() -> None:
-        go.wait(30)
-        c = server.client(socket_timeout=10)
-        until = time.monotonic() + 1.5  # a load spike, then the audit may recover
-        try:
-            while not stop.is_set() and time.monotonic() < until:
-                c.eval("local i = 0 while i < 2000000 do i = i + 1 end return i", 0)
-        finally:
-            c.close()
-
-    thread = threading.Thread(target=hog, daemon=True)
-    thread.start()
     try:
         report = run_audit(
             server.url, AuditOptions(budget=4000, cpu_window=0.1), progress=HogOnceSampling()
         )
     finally:
-        go.set()
-        stop.set()
-        thread.join(10)
+        for proc in hog:
+            proc.kill()
+            proc.wait(10)
+    assert hog, "the load never started"
     s = report.sampling
     assert s.backoffs >= 1, s
     assert s.min_rate_ops_per_s is not None and s.min_rate_ops_per_s < 4000

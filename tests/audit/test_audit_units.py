@@ -138,19 +138,37 @@ def test_throttle_paces_to_the_budget() -> None:
 
 
 def test_throttle_backs_off_and_recovers() -> None:
-    """A slow PING halves the rate (down to a floor); healthy PINGs give it back."""
+    """A slow round trip halves the rate (down to a floor); healthy ones give it back over time."""
     now = [0.0]
-    t = Throttle(1000, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    t = Throttle(1000, clock=lambda: now[0], sleep=sleep)
     assert t.observe_ping(0.0002) is False
     assert t.observe_ping(0.050) is True
     assert t.rate == 500 and t.backoffs == 1 and now[0] == pytest.approx(0.05)
     for _ in range(10):
         t.observe_ping(0.5)
     assert t.rate == 50  # the floor: 5% of the budget
+    t.observe_ping(0.0002)
+    assert t.rate == 50  # no sooner than one ping interval after the last change
     for _ in range(20):
+        sleep(0.25)
         t.observe_ping(0.0002)
     assert t.rate == 1000 and t.min_rate == 50
     assert t.observe_ping(0.004) is False  # a few ms above a 0.2 ms baseline is noise
+
+
+def test_throttle_judges_pipelines_by_their_size() -> None:
+    """A pipeline is slow against the best single round trip plus its per-command cost."""
+    t = Throttle(1000, clock=lambda: 0.0, sleep=lambda s: None)
+    t.observe_ping(0.0002)
+    assert t.observe(0.0012, 101) is False  # 10 us per extra command: the baseline
+    assert t.per_command == pytest.approx(0.00001)
+    assert t.expected(201) == pytest.approx(0.0022)
+    assert t.observe(0.006, 201) is False  # under 4x the expected 2.2 ms
+    assert t.observe(0.100, 201) is True  # waited behind a 100 ms command
 
 
 def test_mask_url_hides_every_password() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from ._estimate import KeySample
 from ._target import Node
@@ -112,6 +113,14 @@ class Sampler:
         client.ping()
         self.throttle.observe_ping(time.perf_counter() - started)
 
+    def _execute(self, pipe: Pipeline, commands: int) -> list[Any]:
+        """Send a pipeline under the budget; its round trip also tells how busy Redis is."""
+        self.throttle.acquire(commands)
+        started = time.perf_counter()
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        self.throttle.observe(time.perf_counter() - started, commands)
+        return replies
+
     def _inspect(
         self, client: redis.Redis, node: str, db: int, keys: Sequence[bytes]
     ) -> list[KeySample]:
@@ -127,8 +136,7 @@ class Sampler:
                 queue(pipe, "MEMORY", "USAGE", k, "SAMPLES", MEMORY_SAMPLES)
             if lfu:
                 queue(pipe, "OBJECT", "FREQ", k)
-        self.throttle.acquire(len(keys) * per_key)
-        first: list[Any] = pipe.execute(raise_on_error=False)
+        first = self._execute(pipe, len(keys) * per_key)
 
         alive: list[tuple[bytes, str, int, int | None, int | None]] = []
         for i, k in enumerate(keys):
@@ -157,8 +165,7 @@ class Sampler:
                 queue(pipe, cmd, k)
                 queued += 1
         if queued:
-            self.throttle.acquire(queued)
-            replies = iter(pipe.execute(raise_on_error=False))
+            replies = iter(self._execute(pipe, queued))
             lengths = [
                 _int_or_none(next(replies)) if type_ in LENGTH_COMMANDS else None
                 for _, type_, *_ in alive
