@@ -202,6 +202,7 @@ class Envelope:
     tags: Mapping[str, int]
     negative: bool
     size: int = 0  # bytes in Redis, filled in by the reader
+    raw: bytes = b""  # the bytes read, filled in by the reader (its header identifies it)
 
 
 class EnvelopeCodec:

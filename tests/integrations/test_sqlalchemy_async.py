@@ -9,6 +9,14 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
+
+# SQLAlchemy's asyncio extension needs greenlet (the `sqlalchemy[asyncio]` extra).
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from servers import POSTGRES_URL, free_port
@@ -18,16 +26,6 @@ from veneer.integrations.outbox import create_outbox, outbox_table
 from veneer.integrations.sqlalchemy import CacheInvalidator
 
 from .conftest import read_name, unique_name
-
-# SQLAlchemy's asyncio extension needs greenlet (the `sqlalchemy[asyncio]` extra).
-pytest.importorskip("greenlet")
-
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
 
 MakeAsyncCache = Callable[..., Awaitable[AsyncCache]]
 

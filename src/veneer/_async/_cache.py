@@ -17,7 +17,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from .._breaker import CircuitBreaker
-from .._codec import CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
+from .._codec import HEADER_SIZE, CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
 from .._errors import ConfigurationError, SourceOverloaded, UnencodableValue, ValueTooLarge
 from .._keyfunc import KeyBuilder
 from .._keys import KeyLayout
@@ -302,32 +302,58 @@ class AsyncCache:
         seq = self._inv_seq
         envelope = await self._read(key, type)
         if envelope is _UNAVAILABLE:
-            return await self._without_redis(key, loader), None
+            return await self._without_redis(key, loader, ttl), None
         force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
         if envelope is not None and envelope is not _CORRUPT:
             verdict = await self._judge(envelope, xfetch=True)
             if verdict is None:
-                return await self._without_redis(key, loader), None
+                return await self._without_redis(key, loader, ttl), None
             if verdict is Verdict.FRESH:
                 self._take(key, envelope, verdict, seq)
                 return envelope.value, None
             if verdict.wants_refresh:
                 self._take(key, envelope, verdict, seq)
-                return envelope.value, await self._claim_refresh(key, loader, ttl, tags, seq)
+                return envelope.value, await self._claim_refresh(
+                    key, loader, ttl, tags, seq, envelope.raw[:HEADER_SIZE]
+                )
             force_lease = True  # an invalidated entry sits there: lease past it
         elif self._warming():
             # Redis came back empty: serve the in-process copy while one caller refills.
+            # A copy loaded from the source during the outage is not loaded again.
+            entry = self._l1_map.get(key)
             stale = self._l1_stale(key)
-            if stale is not _NONE:
-                return stale, await self._claim_refresh(key, loader, ttl, tags, seq)
+            if entry is not None and stale is not _NONE:
+                if entry.fresh_until > _wall():
+                    return stale, None
+                return stale, await self._claim_refresh(key, loader, ttl, tags, seq, b"")
         return await self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
 
-    async def _without_redis(self, key: str, loader: Callable[[], Any]) -> Any:
-        """Redis is unreachable: an in-process copy within max_stale, else the source."""
+    async def _without_redis(
+        self, key: str, loader: Callable[[], Any], ttl: float | None = None
+    ) -> Any:
+        """Redis is unreachable: an in-process copy within max_stale, else the source.
+
+        A value loaded here is kept in L1 as not-fresh (it cannot be invalidated
+        while Redis is out) but servable within max_stale: one load per key per
+        outage, not one per read.
+        """
         stale = self._l1_stale(key)
         if stale is not _NONE:
             return stale
-        return (await self._load(loader))[0]
+        value = (await self._load(loader))[0]
+        if self.options.l1_size and self.options.max_stale:
+            try:
+                size = len(self._envelopes.codec.encode(value))
+            except Exception:
+                return value  # not encodable: not cacheable either
+            self._l1.put(
+                key,
+                value,
+                expires=_monotonic(),
+                fresh_until=_wall() + (ttl or 0.0),
+                size=size,
+            )
+        return value
 
     def _l1_stale(self, key: str) -> Any:
         """This process's copy of ``key`` if it is at most ``max_stale`` past fresh."""
@@ -355,7 +381,7 @@ class AsyncCache:
     ) -> Any:
         versions = await self._stamps.versions(tags)
         if versions is None:
-            return await self._without_redis(key, loader)
+            return await self._without_redis(key, loader, ttl)
         token: bytes | None = None
         if self.options.leases:
             outcome, found = await self._acquire_lease(key, type, seq, force_lease)
@@ -422,13 +448,18 @@ class AsyncCache:
         ttl: float,
         tags: tuple[str, ...],
         seq: int,
+        expected_head: bytes,
     ) -> Callable[[], Awaitable[Any]] | None:
-        """For an entry that is stale (or due early, XFetch): the refresh this caller won,
-        or None when another caller holds the refresh lease (or Redis failed)."""
+        """For an entry that is stale (or due early, XFetch), or missing after a restart:
+        the refresh this caller won, or None when another caller holds the refresh lease,
+        the entry changed since it was read, or Redis failed."""
         token = _token()
         if self.options.leases:
             try:
-                if not await self._l2.take_lease(self._guarded_keys(key)[1], token, self._lease_px):
+                claimed = await self._l2.claim_refresh(
+                    *self._guarded_keys(key), token, self._lease_px, expected_head
+                )
+                if not claimed:
                     return None
             except _REDIS_ERRORS as exc:
                 self._redis_failed(exc)
@@ -491,6 +522,7 @@ class AsyncCache:
             log.debug("veneer: unreadable entry treated as a miss: %s", exc)
             return None
         envelope.size = len(raw)
+        envelope.raw = raw
         return envelope
 
     async def _judge(self, envelope: Envelope, *, xfetch: bool) -> Verdict | None:

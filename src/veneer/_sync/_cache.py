@@ -18,7 +18,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from .._breaker import CircuitBreaker
-from .._codec import CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
+from .._codec import HEADER_SIZE, CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
 from .._errors import ConfigurationError, SourceOverloaded, UnencodableValue, ValueTooLarge
 from .._keyfunc import KeyBuilder
 from .._keys import KeyLayout
@@ -303,32 +303,56 @@ class Cache:
         seq = self._inv_seq
         envelope = self._read(key, type)
         if envelope is _UNAVAILABLE:
-            return self._without_redis(key, loader), None
+            return self._without_redis(key, loader, ttl), None
         force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
         if envelope is not None and envelope is not _CORRUPT:
             verdict = self._judge(envelope, xfetch=True)
             if verdict is None:
-                return self._without_redis(key, loader), None
+                return self._without_redis(key, loader, ttl), None
             if verdict is Verdict.FRESH:
                 self._take(key, envelope, verdict, seq)
                 return envelope.value, None
             if verdict.wants_refresh:
                 self._take(key, envelope, verdict, seq)
-                return envelope.value, self._claim_refresh(key, loader, ttl, tags, seq)
+                return envelope.value, self._claim_refresh(
+                    key, loader, ttl, tags, seq, envelope.raw[:HEADER_SIZE]
+                )
             force_lease = True  # an invalidated entry sits there: lease past it
         elif self._warming():
             # Redis came back empty: serve the in-process copy while one caller refills.
+            # A copy loaded from the source during the outage is not loaded again.
+            entry = self._l1_map.get(key)
             stale = self._l1_stale(key)
-            if stale is not _NONE:
-                return stale, self._claim_refresh(key, loader, ttl, tags, seq)
+            if entry is not None and stale is not _NONE:
+                if entry.fresh_until > _wall():
+                    return stale, None
+                return stale, self._claim_refresh(key, loader, ttl, tags, seq, b"")
         return self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
 
-    def _without_redis(self, key: str, loader: Callable[[], Any]) -> Any:
-        """Redis is unreachable: an in-process copy within max_stale, else the source."""
+    def _without_redis(self, key: str, loader: Callable[[], Any], ttl: float | None = None) -> Any:
+        """Redis is unreachable: an in-process copy within max_stale, else the source.
+
+        A value loaded here is kept in L1 as not-fresh (it cannot be invalidated
+        while Redis is out) but servable within max_stale: one load per key per
+        outage, not one per read.
+        """
         stale = self._l1_stale(key)
         if stale is not _NONE:
             return stale
-        return (self._load(loader))[0]
+        value = (self._load(loader))[0]
+        if self.options.l1_size and self.options.max_stale:
+            try:
+                size = len(self._envelopes.codec.encode(value))
+            except Exception:
+                return value  # not encodable: not cacheable either
+            self._l1.put(
+                key,
+                value,
+                expires=_monotonic(),
+                fresh_until=_wall() + (ttl or 0.0),
+                size=size,
+            )
+        return value
 
     def _l1_stale(self, key: str) -> Any:
         """This process's copy of ``key`` if it is at most ``max_stale`` past fresh."""
@@ -356,7 +380,7 @@ class Cache:
     ) -> Any:
         versions = self._stamps.versions(tags)
         if versions is None:
-            return self._without_redis(key, loader)
+            return self._without_redis(key, loader, ttl)
         token: bytes | None = None
         if self.options.leases:
             outcome, found = self._acquire_lease(key, type, seq, force_lease)
@@ -421,13 +445,18 @@ class Cache:
         ttl: float,
         tags: tuple[str, ...],
         seq: int,
+        expected_head: bytes,
     ) -> Callable[[], Any] | None:
-        """For an entry that is stale (or due early, XFetch): the refresh this caller won,
-        or None when another caller holds the refresh lease (or Redis failed)."""
+        """For an entry that is stale (or due early, XFetch), or missing after a restart:
+        the refresh this caller won, or None when another caller holds the refresh lease,
+        the entry changed since it was read, or Redis failed."""
         token = _token()
         if self.options.leases:
             try:
-                if not self._l2.take_lease(self._guarded_keys(key)[1], token, self._lease_px):
+                claimed = self._l2.claim_refresh(
+                    *self._guarded_keys(key), token, self._lease_px, expected_head
+                )
+                if not claimed:
                     return None
             except _REDIS_ERRORS as exc:
                 self._redis_failed(exc)
@@ -490,6 +519,7 @@ class Cache:
             log.debug("veneer: unreadable entry treated as a miss: %s", exc)
             return None
         envelope.size = len(raw)
+        envelope.raw = raw
         return envelope
 
     def _judge(self, envelope: Envelope, *, xfetch: bool) -> Verdict | None:

@@ -60,6 +60,18 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
 end
 return 0
 """
+# A refresh is claimed only while the value is still the one the caller judged
+# (same envelope header, or still absent): a refresh that just landed is not redone.
+CLAIM_REFRESH = """
+local head = redis.call('GETRANGE', KEYS[1], 0, string.len(ARGV[3]) - 1)
+if ARGV[3] == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+elseif head ~= ARGV[3] then
+  return 0
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
 RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -119,6 +131,7 @@ class L2:
         self._get_or_lease = client.register_script(GET_OR_LEASE)
         self._fill_with_lease = client.register_script(FILL_WITH_LEASE)
         self._release_lease = client.register_script(RELEASE_LEASE)
+        self._claim_refresh = client.register_script(CLAIM_REFRESH)
         self._set_and_revoke = client.register_script(SET_AND_REVOKE)
 
     def _admit(self) -> None:
@@ -132,9 +145,21 @@ class L2:
             result = fn(*args, **kwargs)
         except _HEALTH_FAILURES:
             self.breaker.record_failure()
+            self._drop_idle_connections()
             raise
         self.breaker.record_success()
         return result
+
+    def _drop_idle_connections(self) -> None:
+        """After a failure, the idle connections are likely dead too (a restarted or
+        failed-over server): drop them so the next calls dial afresh instead of each
+        failing once on a dead socket and re-opening the breaker."""
+        while self._free:
+            try:
+                self._free.pop().disconnect()
+            except IndexError:
+                break
+        self.client.connection_pool.disconnect(inuse_connections=False)
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():
@@ -163,6 +188,7 @@ class L2:
                 connection.disconnect()
             if isinstance(exc, _HEALTH_FAILURES):
                 breaker.record_failure()
+                self._drop_idle_connections()
             raise
         self._free.append(connection)
         breaker.record_success()
@@ -207,8 +233,15 @@ class L2:
 
         return [(bool(r[0]), r[1]) for r in self._pipeline(build)]
 
-    def take_lease(self, lease: bytes, token: bytes, lease_px: int) -> bool:
-        return bool(self._call(self.client.set, lease, token, nx=True, px=lease_px))
+    def claim_refresh(
+        self, key: bytes, lease: bytes, token: bytes, lease_px: int, expected_head: bytes
+    ) -> bool:
+        """Take the lease to refresh ``key`` if it still starts with ``expected_head``
+        (``b""``: if it is still absent)."""
+        reply = self._call(
+            self._claim_refresh, keys=[key, lease], args=[token, lease_px, expected_head]
+        )
+        return bool(reply)
 
     def fill_with_lease(self, key: bytes, lease: bytes, token: bytes, data: bytes, px: int) -> bool:
         reply = self._call(self._fill_with_lease, keys=[key, lease], args=[token, data, px])
@@ -281,8 +314,12 @@ class L2:
         self._call(self.client.publish, channel, message)
 
     def run_id(self) -> str:
-        """The server's run id: it changes when Redis restarts (maybe empty)."""
-        info = self._call(self.client.info, "server")
+        """The server's run id: it changes when Redis restarts (maybe empty).
+
+        Not behind the breaker: it is asked right after the subscriber reconnected,
+        which shows the server answers even while the breaker still waits to probe.
+        """
+        info = self.client.info("server")
         return str(info.get("run_id", ""))
 
     def close(self) -> None:
