@@ -341,7 +341,7 @@ def test_redis_down_costs_latency_not_errors(make_cache: Factory) -> None:
     cache.invalidate("k")
     stats = cache.stats()
     assert loader.calls == 2
-    assert stats.redis_errors >= 5
+    assert stats.redis_errors + stats.breaker_rejections >= 5  # failed, or not even tried
     assert stats.invalidations_pending == 1  # the set and the invalidate merge into one op
 
 
