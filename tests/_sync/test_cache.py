@@ -329,20 +329,34 @@ def test_invalidate_all_drops_the_namespace(make_cache: Factory) -> None:
 
 
 def test_redis_down_costs_latency_not_errors(make_cache: Factory) -> None:
-    """With no Redis at all every call still answers from the source; errors are counted."""
+    """With no Redis at all every call still answers; a key is loaded once per outage and
+    then served from the in-process copy (within max_stale); errors are counted."""
     cache = make_cache(url=f"redis://127.0.0.1:{free_port()}/0", broadcast=False)
     loader = Counter("v")
     assert cache.get_or_load("k", loader) == "v"
     assert cache.get_or_load("k", loader) == "v"
-    assert cache.get("k", default="d") == "d"
+    assert cache.get("k", default="d") == "v"
     assert cache.get_many(["a", "b"]) == {}
     assert cache.get_or_load_many(["a"], lambda ks: {"a": 1}) == {"a": 1}
     cache.set("k", "w")
     cache.invalidate("k")
     stats = cache.stats()
-    assert loader.calls == 2
+    assert loader.calls == 1
+    assert stats.stale_fallbacks >= 2
     assert stats.redis_errors + stats.breaker_rejections >= 5  # failed, or not even tried
     assert stats.invalidations_pending == 1  # the set and the invalidate merge into one op
+
+
+def test_redis_down_without_max_stale_reads_the_source_every_time(
+    make_cache: Factory,
+) -> None:
+    """max_stale=0: no in-process copy is served past freshness; every read loads."""
+    cache = make_cache(url=f"redis://127.0.0.1:{free_port()}/0", broadcast=False, max_stale=0)
+    loader = Counter("v")
+    assert cache.get_or_load("k", loader) == "v"
+    assert cache.get_or_load("k", loader) == "v"
+    assert cache.get("k", default="d") == "d"
+    assert loader.calls == 2
 
 
 def test_queued_invalidations_apply_when_redis_returns(own_redis: RedisServer) -> None:
