@@ -49,7 +49,7 @@ class CacheOptions:
     breaker_failures: int = 5
     """Consecutive Redis failures (errors or deadline overruns) that open the breaker."""
     breaker_cooldown: float = 1.0
-    """Seconds (jittered, doubling on a failed probe up to 10x) before an open breaker
+    """Seconds (jittered, doubling on a failed probe up to 5x) before an open breaker
     lets one probe through."""
     restart_warmup: float = 30.0
     """After Redis comes back empty, serve stale L1 copies (within max_stale) of keys

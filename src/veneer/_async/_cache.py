@@ -127,7 +127,7 @@ class AsyncCache:
             _endpoint(client),
             failures=opts.breaker_failures,
             cooldown=opts.breaker_cooldown,
-            max_cooldown=10 * opts.breaker_cooldown,
+            max_cooldown=5 * opts.breaker_cooldown,
             probe_timeout=max(1.0, 2 * opts.redis_timeout + opts.connect_timeout),
         )
         self._l2 = AsyncL2(client, breaker)

@@ -128,7 +128,7 @@ class Cache:
             _endpoint(client),
             failures=opts.breaker_failures,
             cooldown=opts.breaker_cooldown,
-            max_cooldown=10 * opts.breaker_cooldown,
+            max_cooldown=5 * opts.breaker_cooldown,
             probe_timeout=max(1.0, 2 * opts.redis_timeout + opts.connect_timeout),
         )
         self._l2 = L2(client, breaker)
