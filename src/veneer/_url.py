@@ -1,50 +1,206 @@
-"""Redis URL checks and the connection options veneer imposes on every client it builds."""
+"""Redis URLs: parsing every form veneer accepts, and hiding their secrets.
+
+Accepted forms::
+
+    redis://[user:pass@]host:port[/db]        rediss://...  (TLS)
+    unix://[user:pass@]/path/to/socket[?db=0]
+    redis+cluster://[user:pass@]host:port[,host:port...]       rediss+cluster://...
+    redis+sentinel://[user:pass@]host:port[,host:port...]/service[/db]   rediss+sentinel://...
+
+TLS options ride in the query string: ``ssl_ca_certs``, ``ssl_certfile``,
+``ssl_keyfile``, ``ssl_cert_reqs`` (``required`` by default: certificates are
+verified unless the URL says otherwise). For Sentinel, ``sentinel_password`` and
+``sentinel_username`` authenticate to the sentinels themselves.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._errors import ConfigurationError
 
-__all__ = ["client_kwargs", "mask_url", "validate_url"]
+__all__ = ["Target", "Topology", "client_kwargs", "mask_url", "parse_target", "validate_url"]
 
-SUPPORTED_SCHEMES = ("redis", "rediss", "unix")
+Topology = Literal["standalone", "cluster", "sentinel"]
 
-
+_SECRET_PARAM = re.compile(r"(pass|auth|token|secret)", re.IGNORECASE)
 def mask_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs and reports."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
+    """The URL with every password replaced by ``***`` (safe to print and to store)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    # The authority ends at the first "/" or "?" after the last "@" (a password may contain "/").
+    at = rest.rfind("@")
+    head_end = len(rest)
+    for ch in "/?":
+        pos = rest.find(ch, at + 1)
+        if pos != -1:
+            head_end = min(head_end, pos)
+    authority, tail = rest[:head_end], rest[head_end:]
+    if "@" in authority:
+        userinfo, hosts = authority.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        authority = f"{user}:***@{hosts}" if colon else f"{userinfo}@{hosts}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        parts = []
+        for item in query.split("&"):
+            name, eq, _ = item.partition("=")
+            parts.append(f"{name}=***" if eq and _SECRET_PARAM.search(name) else item)
+        tail = f"{path}?{'&'.join(parts)}"
+    return f"{scheme}://{authority}{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed audit URL. ``masked`` is the only form that may be shown."""
+
+    url: str = field(repr=False)
+    masked: str
+    topology: Topology
+    tls: bool
+    unix: bool
+    hosts: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None = field(repr=False)
+    service: str | None = None
+    db: int = 0
+    options: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def loopback_only(self) -> bool:
+        """True when every address is a local one (unix socket or loopback)."""
+        return self.unix or all(_is_loopback(h) for h, _ in self.hosts)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
+def _parse_hosts(text: str, default_port: int) -> tuple[tuple[str, int], ...]:
+    hosts = []
+    for item in filter(None, text.split(",")):
+        if item.startswith("["):  # [::1]:6379
+            host, _, port = item[1:].partition("]")
+            port = port.lstrip(":")
+        else:
+            host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+        try:
+            hosts.append((host, int(port) if port else default_port))
+        except ValueError:
+            raise ConfigurationError(f"bad port in {item!r}") from None
+    if not hosts:
+        raise ConfigurationError("the URL names no host")
+    return tuple(hosts)
+
+
+def parse_target(url: str) -> Target:
+    """Parse an audit URL; a ConfigurationError's message never shows the password."""
+    masked = mask_url(url)
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise ConfigurationError(f"not a URL: {masked!r}; use redis://host:port")
+    base, _, kind = scheme.partition("+")
+    if base not in {"redis", "rediss", "unix"} or kind not in {"", "cluster", "sentinel"}:
+        raise ConfigurationError(
+            f"unsupported scheme {scheme!r} in {masked!r}; use redis://, rediss://, unix://, "
+            "redis+cluster:// or redis+sentinel://"
+        )
+    tls = base == "rediss"
+    if base == "unix" or not kind:
+        # Single servers: redis-py's own parser knows every option (db, TLS, timeouts).
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {masked!r}: {exc}") from None
+        query = dict(parse_qsl(parts.query))
+        # A unix URL's path is the socket; its db can only come from ?db=.
+        db_text = query.get("db") or ("" if base == "unix" else parts.path.strip("/"))
+        db = _int_option(db_text or "0", masked)
+        if base == "unix":
+            hosts: tuple[tuple[str, int], ...] = ((parts.path, 0),)
+        else:
+            hosts = ((parts.hostname or "localhost", parts.port or 6379),)
+        return Target(
+            url=url,
+            masked=masked,
+            topology="standalone",
+            tls=tls,
+            unix=base == "unix",
+            hosts=hosts,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            db=db,
+        )
+    at = rest.rfind("@")
+    userinfo = rest[:at] if at != -1 else ""
+    after = rest[at + 1 :]
+    hostpart, _, pathquery = after.partition("/")
+    if "?" in hostpart:
+        hostpart, _, q = hostpart.partition("?")
+        pathquery = "?" + q
+    path, _, query_text = pathquery.partition("?")
+    user, colon, pw = userinfo.partition(":")
+    options = dict(parse_qsl(query_text))
+    service: str | None = None
+    db = 0
+    if kind == "sentinel":
+        segments = [s for s in path.split("/") if s]
+        if not segments:
+            raise ConfigurationError(
+                f"{masked!r} names no service; use redis+sentinel://host:26379/service_name"
+            )
+        service = unquote(segments[0])
+        db = _int_option(segments[1] if len(segments) > 1 else "0", masked)
+    return Target(
+        url=url,
+        masked=masked,
+        topology=kind,  # type: ignore[arg-type]  # checked against the literal set above
+        tls=tls,
+        unix=False,
+        hosts=_parse_hosts(hostpart, 26379 if kind == "sentinel" else 6379),
+        username=unquote(user) if user else None,
+        password=unquote(pw) if colon and pw else None,
+        service=service,
+        db=db,
+        options=options,
+    )
+
+
+def _int_option(text: str, masked: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"bad database number {text!r} in {masked!r}") from None
+
 
 
 def validate_url(url: object) -> str:
+    """``url`` if veneer can use it, else a ConfigurationError saying what to change."""
     if not isinstance(url, str) or not url:
         raise ConfigurationError(f"Redis URL must be a non-empty string, got {url!r}")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {mask_url(url)!r}: {exc}") from None
-    if parts.scheme not in SUPPORTED_SCHEMES:
-        raise ConfigurationError(
-            f"Redis URL scheme {parts.scheme!r} in {mask_url(url)!r} is not supported; use "
-            "redis://host:port/db, rediss://host:port/db (TLS) or unix:///path/to/redis.sock"
-        )
-    if parts.scheme == "unix" and not parts.path:
-        raise ConfigurationError(f"unix URL {mask_url(url)!r} has no socket path")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigurationError(f"Redis URL {mask_url(url)!r} has no host")
+    target = parse_target(url)
+    if target.topology == "standalone" and not target.unix and not urlsplit(url).hostname:
+        raise ConfigurationError(f"Redis URL {target.masked!r} has no host")
+    if target.unix and not target.hosts[0][0]:
+        raise ConfigurationError(f"unix URL {target.masked!r} has no socket path")
     return url
+
+
+def tls_kwargs(target: Target) -> dict[str, Any]:
+    """redis-py TLS options from the URL (certificates verified unless it says otherwise)."""
+    if not target.tls:
+        return {}
+    kwargs: dict[str, Any] = {"ssl": True, "ssl_cert_reqs": "required"}
+    for name in ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in target.options:
+            kwargs[name] = target.options[name]
+    return kwargs
 
 
 def client_kwargs(redis_timeout: float, connect_timeout: float) -> dict[str, Any]:

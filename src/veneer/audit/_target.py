@@ -14,11 +14,9 @@ node and a replica needs READONLY on every connection that reads keys.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -27,160 +25,11 @@ from redis.connection import AbstractConnection
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from .._errors import ConfigurationError
+from .._url import Target, mask_url, parse_target
 
 __all__ = ["Node", "Shard", "Target", "mask_url", "open_shards", "parse_target"]
 
-Topology = Literal["standalone", "cluster", "sentinel"]
-
-_SECRET_PARAM = re.compile(r"(pass|auth|token|secret)", re.IGNORECASE)
 CLIENT_NAME = "veneer-audit"
-
-
-def mask_url(url: str) -> str:
-    """The URL with every password replaced by ``***`` (safe to print and to store)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    # The authority ends at the first "/" or "?" after the last "@" (a password may contain "/").
-    at = rest.rfind("@")
-    head_end = len(rest)
-    for ch in "/?":
-        pos = rest.find(ch, at + 1)
-        if pos != -1:
-            head_end = min(head_end, pos)
-    authority, tail = rest[:head_end], rest[head_end:]
-    if "@" in authority:
-        userinfo, hosts = authority.rsplit("@", 1)
-        user, colon, _ = userinfo.partition(":")
-        authority = f"{user}:***@{hosts}" if colon else f"{userinfo}@{hosts}"
-    path, qmark, query = tail.partition("?")
-    if qmark:
-        parts = []
-        for item in query.split("&"):
-            name, eq, _ = item.partition("=")
-            parts.append(f"{name}=***" if eq and _SECRET_PARAM.search(name) else item)
-        tail = f"{path}?{'&'.join(parts)}"
-    return f"{scheme}://{authority}{tail}"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A parsed audit URL. ``masked`` is the only form that may be shown."""
-
-    url: str = field(repr=False)
-    masked: str
-    topology: Topology
-    tls: bool
-    unix: bool
-    hosts: tuple[tuple[str, int], ...]
-    username: str | None
-    password: str | None = field(repr=False)
-    service: str | None = None
-    db: int = 0
-    options: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def loopback_only(self) -> bool:
-        """True when every address is a local one (unix socket or loopback)."""
-        return self.unix or all(_is_loopback(h) for h, _ in self.hosts)
-
-
-def _is_loopback(host: str) -> bool:
-    return host in {"localhost", "::1"} or host.startswith("127.")
-
-
-def _parse_hosts(text: str, default_port: int) -> tuple[tuple[str, int], ...]:
-    hosts = []
-    for item in filter(None, text.split(",")):
-        if item.startswith("["):  # [::1]:6379
-            host, _, port = item[1:].partition("]")
-            port = port.lstrip(":")
-        else:
-            host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
-        try:
-            hosts.append((host, int(port) if port else default_port))
-        except ValueError:
-            raise ConfigurationError(f"bad port in {item!r}") from None
-    if not hosts:
-        raise ConfigurationError("the URL names no host")
-    return tuple(hosts)
-
-
-def parse_target(url: str) -> Target:
-    """Parse an audit URL; a ConfigurationError's message never shows the password."""
-    masked = mask_url(url)
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not sep:
-        raise ConfigurationError(f"not a URL: {masked!r}; use redis://host:port")
-    base, _, kind = scheme.partition("+")
-    if base not in {"redis", "rediss", "unix"} or kind not in {"", "cluster", "sentinel"}:
-        raise ConfigurationError(
-            f"unsupported scheme {scheme!r} in {masked!r}; use redis://, rediss://, unix://, "
-            "redis+cluster:// or redis+sentinel://"
-        )
-    tls = base == "rediss"
-    if base == "unix" or not kind:
-        # Single servers: redis-py's own parser knows every option (db, TLS, timeouts).
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        db = _int_option(query.get("db") or parts.path.strip("/") or "0", masked)
-        if base == "unix":
-            hosts: tuple[tuple[str, int], ...] = ((parts.path, 0),)
-        else:
-            hosts = ((parts.hostname or "localhost", parts.port or 6379),)
-        return Target(
-            url=url,
-            masked=masked,
-            topology="standalone",
-            tls=tls,
-            unix=base == "unix",
-            hosts=hosts,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            db=db if base != "unix" else _int_option(query.get("db", "0"), masked),
-        )
-    at = rest.rfind("@")
-    userinfo = rest[:at] if at != -1 else ""
-    after = rest[at + 1 :]
-    hostpart, _, pathquery = after.partition("/")
-    if "?" in hostpart:
-        hostpart, _, q = hostpart.partition("?")
-        pathquery = "?" + q
-    path, _, query_text = pathquery.partition("?")
-    user, colon, pw = userinfo.partition(":")
-    options = dict(parse_qsl(query_text))
-    service: str | None = None
-    db = 0
-    if kind == "sentinel":
-        segments = [s for s in path.split("/") if s]
-        if not segments:
-            raise ConfigurationError(
-                f"{masked!r} names no service; use redis+sentinel://host:26379/service_name"
-            )
-        service = unquote(segments[0])
-        db = _int_option(segments[1] if len(segments) > 1 else "0", masked)
-    return Target(
-        url=url,
-        masked=masked,
-        topology=kind,  # type: ignore[arg-type]  # checked against the literal set above
-        tls=tls,
-        unix=False,
-        hosts=_parse_hosts(hostpart, 26379 if kind == "sentinel" else 6379),
-        username=unquote(user) if user else None,
-        password=unquote(pw) if colon and pw else None,
-        service=service,
-        db=db,
-        options=options,
-    )
-
-
-def _int_option(text: str, masked: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigurationError(f"bad database number {text!r} in {masked!r}") from None
 
 
 @dataclass(slots=True)
