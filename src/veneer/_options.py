@@ -54,6 +54,9 @@ class CacheOptions:
     restart_warmup: float = 30.0
     """After Redis comes back empty, serve stale L1 copies (within max_stale) of keys
     that are missing in Redis while one caller per key refills them."""
+    read_from_replicas: bool = False
+    """On Redis Cluster, read from replicas too (more read throughput; adds the replication
+    lag, milliseconds, to the staleness of reads, see docs/cluster.md)."""
     monitor_every: int = 0
     """Re-check 1 in N invalidations after ``monitor_delay`` (0: off); see stats()."""
     monitor_delay: float = 1.0

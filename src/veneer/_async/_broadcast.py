@@ -28,7 +28,8 @@ _POLL_SECONDS = 0.25
 class AsyncBroadcastSubscriber:
     def __init__(
         self,
-        client: Any,
+        connect: Callable[[], Any],
+        release: Callable[[Any], Awaitable[None]],
         channel: str,
         *,
         on_message: Callable[[bytes], None],
@@ -37,7 +38,8 @@ class AsyncBroadcastSubscriber:
         on_tick: Callable[[], Awaitable[None]],
         health_timeout: float = 1.0,
     ) -> None:
-        self._client = client
+        self._connect = connect
+        self._release = release
         self._channel = channel
         self._on_message = on_message
         self._on_live = on_live
@@ -69,7 +71,8 @@ class AsyncBroadcastSubscriber:
             worker = self._worker
 
     async def _listen(self) -> None:
-        pubsub = self._pubsub = self._client.pubsub()
+        client = self._connect()
+        pubsub = self._pubsub = client.pubsub()
         try:
             await pubsub.subscribe(self._channel)
             heard = pinged = time.monotonic()
@@ -97,6 +100,7 @@ class AsyncBroadcastSubscriber:
         finally:
             self._pubsub = None
             await pubsub.aclose()
+            await self._release(client)
 
     def _mark_lost(self) -> None:
         if self.live:

@@ -29,7 +29,8 @@ _POLL_SECONDS = 0.25
 class BroadcastSubscriber:
     def __init__(
         self,
-        client: Any,
+        connect: Callable[[], Any],
+        release: Callable[[Any], None],
         channel: str,
         *,
         on_message: Callable[[bytes], None],
@@ -38,7 +39,8 @@ class BroadcastSubscriber:
         on_tick: Callable[[], None],
         health_timeout: float = 1.0,
     ) -> None:
-        self._client = client
+        self._connect = connect
+        self._release = release
         self._channel = channel
         self._on_message = on_message
         self._on_live = on_live
@@ -70,7 +72,8 @@ class BroadcastSubscriber:
             worker = self._worker
 
     def _listen(self) -> None:
-        pubsub = self._pubsub = self._client.pubsub()
+        client = self._connect()
+        pubsub = self._pubsub = client.pubsub()
         try:
             pubsub.subscribe(self._channel)
             heard = pinged = time.monotonic()
@@ -98,6 +101,7 @@ class BroadcastSubscriber:
         finally:
             self._pubsub = None
             pubsub.close()
+            self._release(client)
 
     def _mark_lost(self) -> None:
         if self.live:

@@ -29,6 +29,7 @@ from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from ._broadcast import BroadcastSubscriber
+from ._cluster_io import ClusterL2
 from ._concurrency import (
     KIND_HINT,
     SCHEDULED,
@@ -43,7 +44,7 @@ from ._concurrency import (
     sleep,
 )
 from ._invalidations import Invalidations, decode_message
-from ._redis_io import L2, CircuitOpen, build_client, client_like
+from ._redis_io import L2, CircuitOpen, build_client, client_like, is_cluster
 from ._stamps import StampBook
 
 __all__ = ["Cache", "CachedFunction"]
@@ -73,7 +74,10 @@ def _token() -> bytes:
 
 
 def _endpoint(client: Any) -> str:
-    kwargs = client.connection_pool.connection_kwargs
+    pool = client.connection_pool
+    if hasattr(pool, "service_name"):
+        return f"sentinel:{pool.service_name}"
+    kwargs = pool.connection_kwargs
     if "path" in kwargs:
         return f"unix:{kwargs['path']}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
@@ -98,23 +102,26 @@ class Cache:
 
     def __init__(self, client: Any, /, *, namespace: str, **options: Any) -> None:
         opts = CacheOptions.build(namespace, options)
-        copied = client_like(
+        copied, owned = client_like(
             client, redis_timeout=opts.redis_timeout, connect_timeout=opts.connect_timeout
         )
-        self._setup(copied, opts)
+        self._setup(copied, opts, owns_client=owned)
 
     @classmethod
     def from_url(cls, url: str, /, *, namespace: str, **options: Any) -> Cache:
         """``redis://host:port/db``, ``rediss://...`` (TLS) or ``unix:///path.sock``."""
         opts = CacheOptions.build(namespace, options)
         client = build_client(
-            url, redis_timeout=opts.redis_timeout, connect_timeout=opts.connect_timeout
+            url,
+            redis_timeout=opts.redis_timeout,
+            connect_timeout=opts.connect_timeout,
+            read_from_replicas=opts.read_from_replicas,
         )
         self = cls.__new__(cls)
-        self._setup(client, opts)
+        self._setup(client, opts, owns_client=True)
         return self
 
-    def _setup(self, client: Any, opts: CacheOptions) -> None:
+    def _setup(self, client: Any, opts: CacheOptions, *, owns_client: bool) -> None:
         self.options = opts
         self._layout = KeyLayout(opts.namespace)
         try:
@@ -124,15 +131,27 @@ class Cache:
             )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        breaker = CircuitBreaker(
-            _endpoint(client),
-            failures=opts.breaker_failures,
-            cooldown=opts.breaker_cooldown,
-            max_cooldown=5 * opts.breaker_cooldown,
-            probe_timeout=max(1.0, 2 * opts.redis_timeout + opts.connect_timeout),
-        )
-        self._l2 = L2(client, breaker)
-        self._breaker = breaker
+
+        def breaker(name: str) -> CircuitBreaker:
+            return CircuitBreaker(
+                name,
+                failures=opts.breaker_failures,
+                cooldown=opts.breaker_cooldown,
+                max_cooldown=5 * opts.breaker_cooldown,
+                probe_timeout=max(1.0, 2 * opts.redis_timeout + opts.connect_timeout),
+            )
+
+        self._l2: L2
+        if is_cluster(client):
+            # One breaker per node: a dead shard degrades only the keys on it.
+            self._l2 = ClusterL2(
+                client,
+                breaker,
+                owns_client=owns_client,
+                read_from_replicas=opts.read_from_replicas,
+            )
+        else:
+            self._l2 = L2(client, breaker(_endpoint(client)), owns_client=owns_client)
         self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
         self._run_id: str | None = None
         self._warm_until = 0.0
@@ -181,7 +200,8 @@ class Cache:
         self._l1_live = opts.l1_size > 0 and not opts.broadcast
         if opts.broadcast:
             self._subscriber = BroadcastSubscriber(
-                client,
+                self._l2.subscriber,
+                self._l2.release_subscriber,
                 self._layout.channel,
                 on_message=self._on_broadcast,
                 on_live=self._on_live,
@@ -1138,6 +1158,7 @@ class Cache:
 
     def stats(self) -> CacheStats:
         c = self._counters
+        breaker_state, breaker_opened, breaker_open_seconds = self._l2.breaker_summary()
         l2_p50, l2_p99 = self._l2_latency.percentiles()
         load_p50, load_p99 = self._load_latency.percentiles()
         return CacheStats(
@@ -1147,9 +1168,9 @@ class Cache:
             l1_bytes=self._l1.bytes,
             l1_evictions=self._l1.evictions,
             broadcast_connected=bool(self._subscriber and self._subscriber.live),
-            breaker_state=self._breaker.state.value,
-            breaker_opened=self._breaker.opened,
-            breaker_open_seconds=self._breaker.seconds_open(),
+            breaker_state=breaker_state,
+            breaker_opened=breaker_opened,
+            breaker_open_seconds=breaker_open_seconds,
             source_active=self._bulkhead.active,
             source_waiting=self._bulkhead.waiting,
             source_peak=self._bulkhead.peak,

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis as redis_client
+import redis.cluster as redis_cluster
+import redis.sentinel as redis_sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .._breaker import CircuitBreaker
-from .._url import client_kwargs, validate_url
+from .._url import client_kwargs, parse_target, tls_kwargs, validate_url
 
-__all__ = ["L2", "CircuitOpen", "build_client"]
+__all__ = ["L2", "CircuitOpen", "build_client", "client_like", "is_cluster"]
 
 # What says "this Redis is unhealthy" to the breaker. A ResponseError (a bad
 # command, a script error) is an answer, not an outage.
@@ -84,26 +86,74 @@ return 1
 """
 
 
-def build_client(url: str, *, redis_timeout: float, connect_timeout: float) -> Any:
-    """A client for ``url`` with veneer's deadlines and no retries."""
+def build_client(
+    url: str, *, redis_timeout: float, connect_timeout: float, read_from_replicas: bool = False
+) -> Any:
+    """A client for ``url`` (standalone, cluster or sentinel) with veneer's deadlines and
+    no retries."""
     validate_url(url)
-    return redis_client.Redis.from_url(
-        url, retry=Retry(NoBackoff(), 0), **client_kwargs(redis_timeout, connect_timeout)
-    )
+    target = parse_target(url)
+    common = client_kwargs(redis_timeout, connect_timeout)
+    auth: dict[str, Any] = {"username": target.username, "password": target.password}
+    if target.topology == "cluster":
+        return redis_cluster.RedisCluster(
+            startup_nodes=[
+                redis_cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call, unused-ignore]
+                for host, port in target.hosts
+            ],
+            read_from_replicas=read_from_replicas,
+            cluster_error_retry_attempts=0,
+            retry=Retry(NoBackoff(), 0),
+            **common,
+            **auth,
+            **tls_kwargs(target),
+        )
+    if target.topology == "sentinel":
+        sentinel_auth: dict[str, Any] = {
+            "username": target.options.get("sentinel_username"),
+            "password": target.options.get("sentinel_password"),
+        }
+        sentinel = redis_sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts),
+            sentinel_kwargs={
+                "socket_timeout": redis_timeout,
+                "socket_connect_timeout": connect_timeout,
+                **sentinel_auth,
+                **tls_kwargs(target),
+            },
+            retry=Retry(NoBackoff(), 0),
+            **common,
+            **auth,
+            **tls_kwargs(target),
+        )
+        # (redis-py types master_for on one side only)
+        return sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
+            target.service or "", db=target.db
+        )
+    return redis_client.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
 
 
-def client_like(client: Any, *, redis_timeout: float, connect_timeout: float) -> Any:
-    """A client to the same server as ``client``, with veneer's deadlines and no retries.
+def is_cluster(client: Any) -> bool:
+    return hasattr(client, "nodes_manager")
 
-    veneer never changes the caller's client: it copies the connection settings
-    (host, TLS, credentials, db) into its own pool.
+
+def client_like(client: Any, *, redis_timeout: float, connect_timeout: float) -> tuple[Any, bool]:
+    """A client to the same server as ``client`` with veneer's deadlines and no retries,
+    and whether veneer owns it.
+
+    veneer never changes the caller's client: for a single server it copies the
+    connection settings (host, TLS, credentials, db) into its own pool. A cluster
+    or Sentinel-managed client is used as given (its topology handling is the
+    point of passing it), with the caller's timeouts, and is not closed by veneer.
     """
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
+    if is_cluster(client) or pool is None or "Sentinel" in type(pool).__name__:
+        return client, False
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(client_kwargs(redis_timeout, connect_timeout))
     kwargs["retry"] = Retry(NoBackoff(), 0)
     new_pool = redis_client.ConnectionPool(connection_class=pool.connection_class, **kwargs)
-    return redis_client.Redis(connection_pool=new_pool)
+    return redis_client.Redis(connection_pool=new_pool), True
 
 
 def _pack_get(key: bytes) -> bytes:
@@ -118,39 +168,62 @@ def _pack_mget(keys: list[bytes]) -> bytes:
 
 
 class L2:
-    """The Redis tier of one cache, behind one circuit breaker."""
+    """The Redis tier of one cache on one endpoint (a server, or a Sentinel-managed
+    primary), behind one circuit breaker."""
 
-    def __init__(self, client: Any, breaker: CircuitBreaker) -> None:
+    def __init__(self, client: Any, breaker: CircuitBreaker, *, owns_client: bool = True) -> None:
         self.client = client
         self.breaker = breaker
-        pool = client.connection_pool
-        self._connection_class = pool.connection_class
-        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._owns_client = owns_client
         self._free: deque[Any] = deque()
         self._pid = os.getpid()
         self._get_or_lease = client.register_script(GET_OR_LEASE)
         self._fill_with_lease = client.register_script(FILL_WITH_LEASE)
         self._release_lease = client.register_script(RELEASE_LEASE)
-        self._claim_refresh = client.register_script(CLAIM_REFRESH)
         self._set_and_revoke = client.register_script(SET_AND_REVOKE)
+        self._claim_refresh = client.register_script(CLAIM_REFRESH)
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            self._connection_class = pool.connection_class
+            self._connection_kwargs = dict(pool.connection_kwargs)
 
-    def _admit(self) -> None:
-        if not self.breaker.allow():
-            raise CircuitOpen(f"circuit breaker for {self.breaker.name} is open")
+    # ------------------------------------------------------------- plumbing
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one Redis operation through the breaker (admit, then record the outcome)."""
-        self._admit()
+    def breakers(self) -> list[CircuitBreaker]:
+        return [self.breaker]
+
+    def breaker_summary(self) -> tuple[str, int, float]:
+        """(state, times opened, seconds open) for stats()."""
+        return self.breaker.state.value, self.breaker.opened, self.breaker.seconds_open()
+
+    def _breakers_for(self, keys: Sequence[bytes]) -> list[CircuitBreaker]:
+        return [self.breaker]
+
+    def _call_on(
+        self,
+        routing: Sequence[bytes],
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Run one operation through the breakers of the nodes the ``routing`` keys live on."""
+        breakers = self._breakers_for(routing)
+        for breaker in breakers:
+            if not breaker.allow():
+                raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
         try:
             result = fn(*args, **kwargs)
         except _HEALTH_FAILURES:
-            self.breaker.record_failure()
-            self._drop_idle_connections()
+            for breaker in breakers:
+                breaker.record_failure()
+            self._after_failure()
             raise
-        self.breaker.record_success()
+        for breaker in breakers:
+            breaker.record_success()
         return result
 
-    def _drop_idle_connections(self) -> None:
+    def _after_failure(self) -> None:
         """After a failure, the idle connections are likely dead too (a restarted or
         failed-over server): drop them so the next calls dial afresh instead of each
         failing once on a dead socket and re-opening the breaker."""
@@ -175,8 +248,8 @@ class L2:
 
     def _roundtrip(self, packed: bytes) -> Any:
         breaker = self.breaker
-        if not breaker.closed:
-            self._admit()
+        if not breaker.closed and not breaker.allow():
+            raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
         connection = None
         try:
             connection = self._connection()
@@ -188,11 +261,26 @@ class L2:
                 connection.disconnect()
             if isinstance(exc, _HEALTH_FAILURES):
                 breaker.record_failure()
-                self._drop_idle_connections()
+                self._after_failure()
             raise
         self._free.append(connection)
         breaker.record_success()
         return reply
+
+    def _pipeline(self, keys: Sequence[bytes], build: Callable[[Any], None]) -> list[Any]:
+        def run() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                build(pipe)
+                replies: list[Any] = pipe.execute()
+                return replies
+
+        replies: list[Any] = self._call_on(keys, run)
+        return replies
+
+    def _script_in(self, pipe: Any, script: Any, keys: list[bytes], args: list[Any]) -> None:
+        script(keys=keys, args=args, client=pipe)
+
+    # ---------------------------------------------------------------- reads
 
     def get(self, key: bytes) -> bytes | None:
         reply: bytes | None = self._roundtrip(_pack_get(key))
@@ -202,49 +290,47 @@ class L2:
         reply: list[bytes | None] = self._roundtrip(_pack_mget(keys))
         return reply
 
+    # ------------------------------------------------------ leases and fills
+
     def set(self, key: bytes, data: bytes, px: int) -> None:
-        self._call(self.client.set, key, data, px=px)
+        self._call_on([key], self.client.set, key, data, px=px)
 
     def get_or_lease(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, force: bool
     ) -> tuple[bool, bytes | None]:
         """``(lease taken, value or None)`` in one round trip."""
-        reply = self._call(
-            self._get_or_lease, keys=[key, lease], args=[token, lease_px, b"1" if force else b"0"]
+        reply = self._call_on(
+            [key],
+            self._get_or_lease,
+            keys=[key, lease],
+            args=[token, lease_px, b"1" if force else b"0"],
         )
         return bool(reply[0]), reply[1]
-
-    def _pipeline(self, build: Callable[[Any], None]) -> list[Any]:
-        def run() -> list[Any]:
-            with self.client.pipeline(transaction=False) as pipe:
-                build(pipe)
-                replies: list[Any] = pipe.execute()
-                return replies
-
-        replies: list[Any] = self._call(run)
-        return replies
 
     def get_or_lease_many(
         self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
     ) -> list[tuple[bool, bytes | None]]:
         def build(pipe: Any) -> None:
             for key, lease in pairs:
-                self._get_or_lease(keys=[key, lease], args=[token, lease_px, b"0"], client=pipe)
+                self._script_in(pipe, self._get_or_lease, [key, lease], [token, lease_px, b"0"])
 
-        return [(bool(r[0]), r[1]) for r in self._pipeline(build)]
+        replies = self._pipeline([key for key, _ in pairs], build)
+        return [(bool(r[0]), r[1]) for r in replies]
 
     def claim_refresh(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, expected_head: bytes
     ) -> bool:
         """Take the lease to refresh ``key`` if it still starts with ``expected_head``
         (``b""``: if it is still absent)."""
-        reply = self._call(
-            self._claim_refresh, keys=[key, lease], args=[token, lease_px, expected_head]
+        reply = self._call_on(
+            [key], self._claim_refresh, keys=[key, lease], args=[token, lease_px, expected_head]
         )
         return bool(reply)
 
     def fill_with_lease(self, key: bytes, lease: bytes, token: bytes, data: bytes, px: int) -> bool:
-        reply = self._call(self._fill_with_lease, keys=[key, lease], args=[token, data, px])
+        reply = self._call_on(
+            [key], self._fill_with_lease, keys=[key, lease], args=[token, data, px]
+        )
         return bool(reply)
 
     def fill_many_with_lease(
@@ -252,25 +338,28 @@ class L2:
     ) -> list[bool]:
         def build(pipe: Any) -> None:
             for key, lease, data, px in items:
-                self._fill_with_lease(keys=[key, lease], args=[token, data, px], client=pipe)
+                self._script_in(pipe, self._fill_with_lease, [key, lease], [token, data, px])
 
-        return [bool(r) for r in self._pipeline(build)]
+        return [bool(r) for r in self._pipeline([item[0] for item in items], build)]
 
     def release_lease(self, lease: bytes, token: bytes) -> None:
-        self._call(self._release_lease, keys=[lease], args=[token])
+        self._call_on([lease], self._release_lease, keys=[lease], args=[token])
 
     def set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
-        self._call(self._set_and_revoke, keys=[key, lease], args=[data, px])
+        self._call_on([key], self._set_and_revoke, keys=[key, lease], args=[data, px])
 
     def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
         def build(pipe: Any) -> None:
             for key, data, px in items:
                 pipe.set(key, data, px=px)
 
-        self._pipeline(build)
+        self._pipeline([item[0] for item in items], build)
 
     def delete(self, *keys: bytes) -> None:
-        self._call(self.client.delete, *keys)
+        """Keys of one slot (a value and its lease): one command, also on a cluster."""
+        self._call_on(keys, self.client.delete, *keys)
+
+    # ------------------------------------------------------- stamps, registry
 
     def read_stamps(self, keys: list[bytes], fresh: list[int], ex: int) -> list[int]:
         """Current versions of stamp keys, creating the missing ones with ``fresh`` versions.
@@ -286,11 +375,14 @@ class L2:
                 pipe.set(key, version, nx=True, ex=ex)
                 pipe.get(key)
 
-        replies = self._pipeline(build)
+        replies = self._pipeline(keys, build)
         return [
             version if reply is None else int(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
         ]
+
+    def write_stamp(self, key: bytes, version: int, ex: int) -> None:
+        self._call_on([key], self.client.set, key, version, ex=ex)
 
     def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
@@ -300,18 +392,24 @@ class L2:
             pipe.zremrangebyrank(registry, 0, -REGISTRY_SIZE - 1)
             pipe.expire(registry, ex)
 
-        self._pipeline(build)
+        self._pipeline([registry], build)
 
     def recent_keys(self, registry: bytes, count: int) -> list[str]:
         """The ``count`` most recently recorded keys (a bounded read: ZREVRANGE 0 count-1)."""
-        members = self._call(self.client.zrevrange, registry, 0, max(0, count - 1))
+        members = self._call_on([registry], self.client.zrevrange, registry, 0, max(0, count - 1))
         return [m.decode("utf-8", "surrogatepass") for m in members]
 
-    def write_stamp(self, key: bytes, version: int, ex: int) -> None:
-        self._call(self.client.set, key, version, ex=ex)
+    # ------------------------------------------------------------- broadcast
 
     def publish(self, channel: str, message: bytes) -> None:
-        self._call(self.client.publish, channel, message)
+        self._call_on([channel.encode()], self.client.publish, channel, message)
+
+    def subscriber(self) -> Any:
+        """A client to subscribe with (here: this endpoint's own client)."""
+        return self.client
+
+    def release_subscriber(self, client: Any) -> None:
+        return None
 
     def run_id(self) -> str:
         """The server's run id: it changes when Redis restarts (maybe empty).
@@ -325,6 +423,7 @@ class L2:
     def close(self) -> None:
         while self._free:
             self._free.pop().disconnect()
-        self.client.close()
-        # A client built on a pool veneer made does not close that pool itself.
-        self.client.connection_pool.disconnect()
+        if self._owns_client:
+            self.client.close()
+            # A client built on a pool veneer made does not close that pool itself.
+            self.client.connection_pool.disconnect()
