@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from servers import RedisServer
+from topologies import LocalCluster
 
 _names = itertools.count()
 
@@ -19,6 +20,14 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """3 primaries with a replica each, shared by the tests that do not hurt it."""
+    cluster = LocalCluster(primaries=3, replicas=1)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ __all__ = ["Target", "Topology", "client_kwargs", "mask_url", "parse_target", "v
 Topology = Literal["standalone", "cluster", "sentinel"]
 
 _SECRET_PARAM = re.compile(r"(pass|auth|token|secret)", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
     """The URL with every password replaced by ``***`` (safe to print and to store)."""
     scheme, sep, rest = url.partition("://")
@@ -177,7 +179,6 @@ def _int_option(text: str, masked: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigurationError(f"bad database number {text!r} in {masked!r}") from None
-
 
 
 def validate_url(url: object) -> str:

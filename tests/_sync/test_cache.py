@@ -11,8 +11,11 @@ from typing import Any
 import msgspec
 import pytest
 import redis
+import redis.cluster
+from redis.crc import key_slot
 
 from servers import RedisServer, free_port
+from topologies import LocalCluster
 from veneer import (
     Cache,
     ConfigurationError,
@@ -37,6 +40,43 @@ class Counter:
     def __call__(self) -> Any:
         self.calls += 1
         return self.value
+
+
+@pytest.fixture(params=["single", "cluster"])
+def topology(request: pytest.FixtureRequest) -> str:
+    """Every behaviour test runs on one Redis and on a 3-shard Redis Cluster."""
+    return str(request.param)
+
+
+@pytest.fixture
+def redis_url(topology: str, request: pytest.FixtureRequest) -> str:
+    if topology == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("redis_server").url)
+
+
+@pytest.fixture
+def raw(topology: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A plain redis-py client to look at what veneer wrote."""
+    if topology == "cluster":
+        client: Any = request.getfixturevalue("redis_cluster").client()
+    else:
+        client = request.getfixturevalue("redis_server").client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def probes(topology: str, request: pytest.FixtureRequest) -> Iterator[list[redis.Redis]]:
+    """One client per primary, to read command statistics."""
+    if topology == "cluster":
+        servers = request.getfixturevalue("redis_cluster").primaries()
+    else:
+        servers = [request.getfixturevalue("redis_server")]
+    clients = [server.client() for server in servers]
+    yield clients
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture
@@ -231,22 +271,30 @@ def test_large_values_are_compressed(make_cache: Factory, raw: redis.Redis, name
     assert cache.get("rows") == rows
 
 
-def commandstats(client: redis.Redis) -> dict[str, int]:
-    return {name: int(v["calls"]) for name, v in client.info("commandstats").items()}
+def commandstats(clients: list[redis.Redis]) -> dict[str, int]:
+    """Calls per command, summed over every primary."""
+    total: dict[str, int] = {}
+    for client in clients:
+        for name, v in client.info("commandstats").items():
+            total[name] = total.get(name, 0) + int(v["calls"])
+    return total
 
 
-def test_get_many_is_one_round_trip(make_cache: Factory, redis_server: RedisServer) -> None:
-    """get_many reads every missing key with one MGET, no per-key GET."""
+def test_get_many_is_one_round_trip(
+    make_cache: Factory, probes: list[redis.Redis], topology: str
+) -> None:
+    """get_many reads every missing key with one MGET (one per slot on a cluster, all of a
+    shard's in one round trip), never a GET per key."""
     writer, reader = make_cache(), make_cache(stamp_ttl=60)
     writer.get_or_load_many([f"k{i}" for i in range(50)], lambda ks: {k: k for k in ks})
     reader.get_or_load("warm", Counter())  # the namespace stamp, fetched once per stamp_ttl
-    probe = redis_server.client()
-    before = commandstats(probe)
+    before = commandstats(probes)
     found = reader.get_many([f"k{i}" for i in range(60)])
-    after = commandstats(probe)
-    probe.close()
+    after = commandstats(probes)
     assert found == {f"k{i}": f"k{i}" for i in range(50)}
-    assert after.get("cmdstat_mget", 0) - before.get("cmdstat_mget", 0) == 1
+    slots = {key_slot(value_key(reader.options.namespace, f"k{i}").encode()) for i in range(60)}
+    expected = 1 if topology == "single" else len(slots)
+    assert after.get("cmdstat_mget", 0) - before.get("cmdstat_mget", 0) == expected
     assert after.get("cmdstat_get", 0) == before.get("cmdstat_get", 0)
 
 
@@ -282,7 +330,7 @@ def test_invalidate_reaches_redis_and_every_l1(make_cache: Factory) -> None:
 
 
 def test_invalidate_tag_is_one_command_and_reaches_every_l1(
-    make_cache: Factory, redis_server: RedisServer
+    make_cache: Factory, probes: list[redis.Redis]
 ) -> None:
     """A tag invalidation is one SET (plus its broadcast), however many entries carry it."""
     first, second = make_cache(), make_cache()
@@ -291,11 +339,9 @@ def test_invalidate_tag_is_one_command_and_reaches_every_l1(
     first.get_or_load("other", Counter("x"))
     for i in range(100):
         second.get_or_load(f"p{i}", Counter(-1), tags=["catalog"])
-    probe = redis_server.client()
-    before = commandstats(probe)
+    before = commandstats(probes)
     first.invalidate_tag("catalog")
-    after = commandstats(probe)
-    probe.close()
+    after = commandstats(probes)
     sent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     sent.pop("cmdstat_info", None)
     assert sent == {"cmdstat_set": 1, "cmdstat_publish": 1}
@@ -494,3 +540,16 @@ def test_keys_marked_by_an_open_transaction_bypass_the_cache(cache: Cache, names
         open_marks.reset(token)
     assert cache.get_or_load("k", lambda: "x") == "cached"
     assert cache.get("j") == "fresh"
+
+
+def test_built_from_a_cluster_client_uses_it_and_leaves_it_open(
+    redis_cluster: LocalCluster, namespace: str
+) -> None:
+    """A cache built from a RedisCluster client routes through it and does not close it."""
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.servers[0].port)
+    cache = Cache(client, namespace=namespace, ttl=10)
+    assert cache.get_or_load("k", lambda: 1) == 1
+    assert cache.get_many(["k", "j"]) == {"k": 1}
+    cache.close()
+    assert client.ping()
+    client.close()

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 from audit_helpers import seed_antipatterns
-from audit_topologies import LocalCluster, LocalSentinel
 
 from servers import RedisServer
+from topologies import LocalCluster, LocalSentinel
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from audit_topologies import redis_cli_binary
 
 from servers import RedisServer
+from topologies import redis_cli_binary
 from veneer.audit import AuditOptions, run_audit
 
 # What the audit may send, by command name; everything else fails the test.

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from audit_helpers import FAST, significant
-from audit_topologies import LocalCluster, LocalSentinel
 
+from topologies import LocalCluster, LocalSentinel
 from veneer.audit import AuditOptions, Severity, run_audit
 
 USERS = 900

@@ -28,7 +28,7 @@ _POLL_SECONDS = 0.25
 class AsyncBroadcastSubscriber:
     def __init__(
         self,
-        connect: Callable[[], Any],
+        connect: Callable[[], Awaitable[Any]],
         release: Callable[[Any], Awaitable[None]],
         channel: str,
         *,
@@ -71,7 +71,7 @@ class AsyncBroadcastSubscriber:
             worker = self._worker
 
     async def _listen(self) -> None:
-        client = self._connect()
+        client = await self._connect()
         pubsub = self._pubsub = client.pubsub()
         try:
             await pubsub.subscribe(self._channel)

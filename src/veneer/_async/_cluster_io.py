@@ -19,16 +19,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._breaker import BreakerState, CircuitBreaker
 from ._concurrency import call_later
-from ._nodes import close_subscriber, node_connection_factory, refresh_topology, subscriber_client
+from ._nodes import (
+    close_node_clients,
+    close_subscriber,
+    node_client,
+    node_connection_factory,
+    refresh_topology,
+    subscriber_client,
+)
 from ._redis_io import (
     _HEALTH_FAILURES,
     AsyncL2,
     CircuitOpen,
+    Op,
     _pack_get,
     _pack_mget,
 )
@@ -57,14 +65,7 @@ class AsyncClusterL2(AsyncL2):
         self._node_free: dict[str, deque[Any]] = {}
         self._factories: dict[str, Callable[[], Any]] = {}
         self._read_from_replicas = read_from_replicas
-        self._scripts = [
-            self._get_or_lease,
-            self._fill_with_lease,
-            self._release_lease,
-            self._set_and_revoke,
-            self._claim_refresh,
-        ]
-        self._scripts_loaded = False
+        self._node_clients: dict[str, Any] = {}
         self._last_refresh = 0.0
 
     # ------------------------------------------------------------- plumbing
@@ -79,9 +80,33 @@ class AsyncClusterL2(AsyncL2):
         return breaker
 
     def _node(self, slot: int, *, read: bool = False) -> Any:
-        return self.client.nodes_manager.get_node_from_slot(
-            slot, read_from_replicas=read and self._read_from_replicas
-        )
+        try:
+            return self.client.nodes_manager.get_node_from_slot(
+                slot, read_from_replicas=read and self._read_from_replicas
+            )
+        except (KeyError, IndexError, SlotNotCoveredError) as exc:
+            # No owner known for the slot (not discovered yet, or lost in a failover).
+            self._schedule_refresh()
+            raise TopologyChanged(f"no node known for slot {slot}") from exc
+
+    async def _discover(self) -> None:
+        """The asyncio cluster client learns its nodes on first use; lean reads need them."""
+        if not self.client.nodes_manager.slots_cache:
+            try:
+                await refresh_topology(self.client)
+            except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
+                raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
+
+    async def _call_on(
+        self,
+        routing: Sequence[bytes],
+        fn: Callable[..., Awaitable[Any]],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        await self._discover()
+        return await super()._call_on(routing, fn, *args, **kwargs)
 
     def _breakers_for(self, keys: Sequence[bytes]) -> list[CircuitBreaker]:
         names = {self._node(key_slot(key)).name for key in keys}
@@ -104,29 +129,32 @@ class AsyncClusterL2(AsyncL2):
 
         call_later(0.0, refresh)
 
-    async def _script_in(self, pipe: Any, script: Any, keys: list[bytes], args: list[Any]) -> None:
-        # A cluster pipeline does not load scripts for us: every primary has them
-        # already (loaded once, again after NOSCRIPT from a promoted replica).
-        await self._ensure_scripts()
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    async def _pipeline(self, ops: list[Op]) -> list[Any]:
+        """One pipeline per node (a plain one, so scripts work), replies back in op order."""
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, (key, _) in enumerate(ops):
+            node = self._node(key_slot(key))
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        counts = [0] * len(ops)
+        out: list[list[Any]] = [[] for _ in ops]
+        for node, indexes in by_node.values():
 
-    async def _ensure_scripts(self) -> None:
-        if self._scripts_loaded:
-            return
-        for script in self._scripts:
-            await self.client.script_load(script.script)
-        self._scripts_loaded = True
+            async def run(node: Any = node, indexes: list[int] = indexes) -> list[Any]:
+                client = await node_client(self.client, node, self._node_clients)
+                async with client.pipeline(transaction=False) as pipe:
+                    for index in indexes:
+                        before = len(pipe)
+                        await ops[index][1](pipe)
+                        counts[index] = len(pipe) - before
+                    replies: list[Any] = await pipe.execute()
+                    return replies
 
-    async def _pipeline(
-        self, keys: Sequence[bytes], build: Callable[[Any], Awaitable[None]]
-    ) -> list[Any]:
-        try:
-            return await super()._pipeline(keys, build)
-        except Exception as exc:
-            if "NOSCRIPT" not in str(exc):
-                raise
-            self._scripts_loaded = False  # a new primary without our scripts
-            return await super()._pipeline(keys, build)
+            replies = await self._call_on([ops[indexes[0]][0]], run)
+            position = 0
+            for index in indexes:
+                out[index] = replies[position : position + counts[index]]
+                position += counts[index]
+        return [reply for replies in out for reply in replies]
 
     # ------------------------------------------------------------- lean reads
 
@@ -181,12 +209,14 @@ class AsyncClusterL2(AsyncL2):
             self._schedule_refresh()
 
     async def get(self, key: bytes) -> bytes | None:
+        await self._discover()
         node = self._node(key_slot(key), read=True)
         connection = await self._send(node, _pack_get(key))
         reply: bytes | None = (await self._receive(node, connection, 1))[0]
         return reply
 
     async def mget(self, keys: list[bytes]) -> list[bytes | None]:
+        await self._discover()
         by_slot: dict[int, list[int]] = {}
         for index, key in enumerate(keys):
             by_slot.setdefault(key_slot(key), []).append(index)
@@ -209,8 +239,8 @@ class AsyncClusterL2(AsyncL2):
 
     # ------------------------------------------------------------- broadcast
 
-    def subscriber(self) -> Any:
-        return subscriber_client(self.client)
+    async def subscriber(self) -> Any:
+        return await subscriber_client(self.client)
 
     async def release_subscriber(self, client: Any) -> None:
         await close_subscriber(client)
@@ -256,5 +286,6 @@ class AsyncClusterL2(AsyncL2):
             while free:
                 await free.pop().disconnect()
         self._node_free.clear()
+        await close_node_clients(self._node_clients)
         if self._owns_client:
             await self.client.aclose()

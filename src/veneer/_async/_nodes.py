@@ -9,7 +9,14 @@ from typing import Any
 
 import redis.asyncio as redis_client
 
-__all__ = ["close_subscriber", "node_connection_factory", "refresh_topology", "subscriber_client"]
+__all__ = [
+    "close_node_clients",
+    "close_subscriber",
+    "node_client",
+    "node_connection_factory",
+    "refresh_topology",
+    "subscriber_client",
+]
 
 
 def node_connection_factory(client: Any, node: Any) -> Callable[[], Any]:
@@ -21,12 +28,30 @@ async def refresh_topology(client: Any) -> None:
     await client.nodes_manager.initialize()
 
 
-def subscriber_client(client: Any) -> Any:
-    """A plain client to one primary: classic PUBLISH reaches subscribers on every node."""
-    node = random.choice(client.get_primaries())
+def _plain_client(node: Any) -> Any:
     kwargs = {k: v for k, v in node.connection_kwargs.items() if k != "redis_connect_func"}
     pool = redis_client.ConnectionPool(connection_class=node.connection_class, **kwargs)
     return redis_client.Redis(connection_pool=pool)
+
+
+async def node_client(client: Any, node: Any, cache: dict[str, Any]) -> Any:
+    """A plain client to one node (its pipelines run scripts, a cluster pipeline's do not)."""
+    found = cache.get(node.name)
+    if found is None:
+        found = cache[node.name] = _plain_client(node)
+    return found
+
+
+async def close_node_clients(cache: dict[str, Any]) -> None:
+    for found in cache.values():
+        await close_subscriber(found)
+    cache.clear()
+
+
+async def subscriber_client(client: Any) -> Any:
+    """A plain client to one primary: classic PUBLISH reaches subscribers on every node."""
+    await client.initialize()  # the asyncio cluster client learns its nodes lazily
+    return _plain_client(random.choice(client.get_primaries()))
 
 
 async def close_subscriber(client: Any) -> None:

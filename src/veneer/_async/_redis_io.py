@@ -20,6 +20,7 @@ import redis.asyncio.cluster as redis_cluster
 import redis.asyncio.sentinel as redis_sentinel
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.cluster import LoadBalancingStrategy
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -100,8 +101,9 @@ def build_client(
                 redis_cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call, unused-ignore]
                 for host, port in target.hosts
             ],
-            read_from_replicas=read_from_replicas,
-            cluster_error_retry_attempts=0,
+            load_balancing_strategy=(
+                LoadBalancingStrategy.ROUND_ROBIN if read_from_replicas else None
+            ),
             retry=Retry(NoBackoff(), 0),
             **common,
             **auth,
@@ -153,6 +155,18 @@ def client_like(client: Any, *, redis_timeout: float, connect_timeout: float) ->
     kwargs["retry"] = Retry(NoBackoff(), 0)
     new_pool = redis_client.ConnectionPool(connection_class=pool.connection_class, **kwargs)
     return redis_client.Redis(connection_pool=new_pool), True
+
+
+# One routing key, and what to add to a pipeline for it.
+Op = tuple[bytes, Callable[[Any], Awaitable[None]]]
+
+
+def _script_op(script: Any, keys: list[bytes], args: list[Any]) -> Callable[[Any], Awaitable[None]]:
+    async def add(pipe: Any) -> None:
+        # On a plain pipeline redis-py loads the script if the server lacks it.
+        await script(keys=keys, args=args, client=pipe)
+
+    return add
 
 
 def _pack_get(key: bytes) -> bytes:
@@ -266,20 +280,19 @@ class AsyncL2:
         breaker.record_success()
         return reply
 
-    async def _pipeline(
-        self, keys: Sequence[bytes], build: Callable[[Any], Awaitable[None]]
-    ) -> list[Any]:
+    async def _pipeline(self, ops: list[Op]) -> list[Any]:
+        """Run ``ops`` (each adds its commands for one routing key) in one round trip;
+        the replies come back flat, in op order."""
+
         async def run() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
-                await build(pipe)
+                for _, add in ops:
+                    await add(pipe)
                 replies: list[Any] = await pipe.execute()
                 return replies
 
-        replies: list[Any] = await self._call_on(keys, run)
+        replies: list[Any] = await self._call_on([key for key, _ in ops], run)
         return replies
-
-    async def _script_in(self, pipe: Any, script: Any, keys: list[bytes], args: list[Any]) -> None:
-        await script(keys=keys, args=args, client=pipe)
 
     # ---------------------------------------------------------------- reads
 
@@ -311,14 +324,11 @@ class AsyncL2:
     async def get_or_lease_many(
         self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
     ) -> list[tuple[bool, bytes | None]]:
-        async def build(pipe: Any) -> None:
-            for key, lease in pairs:
-                await self._script_in(
-                    pipe, self._get_or_lease, [key, lease], [token, lease_px, b"0"]
-                )
-
-        replies = await self._pipeline([key for key, _ in pairs], build)
-        return [(bool(r[0]), r[1]) for r in replies]
+        script = self._get_or_lease
+        ops = [
+            (key, _script_op(script, [key, lease], [token, lease_px, b"0"])) for key, lease in pairs
+        ]
+        return [(bool(r[0]), r[1]) for r in await self._pipeline(ops)]
 
     async def claim_refresh(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, expected_head: bytes
@@ -341,11 +351,12 @@ class AsyncL2:
     async def fill_many_with_lease(
         self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes
     ) -> list[bool]:
-        async def build(pipe: Any) -> None:
-            for key, lease, data, px in items:
-                await self._script_in(pipe, self._fill_with_lease, [key, lease], [token, data, px])
-
-        return [bool(r) for r in await self._pipeline([item[0] for item in items], build)]
+        script = self._fill_with_lease
+        ops = [
+            (key, _script_op(script, [key, lease], [token, data, px]))
+            for key, lease, data, px in items
+        ]
+        return [bool(r) for r in await self._pipeline(ops)]
 
     async def release_lease(self, lease: bytes, token: bytes) -> None:
         await self._call_on([lease], self._release_lease, keys=[lease], args=[token])
@@ -354,11 +365,13 @@ class AsyncL2:
         await self._call_on([key], self._set_and_revoke, keys=[key, lease], args=[data, px])
 
     async def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
-        async def build(pipe: Any) -> None:
-            for key, data, px in items:
+        def op(key: bytes, data: bytes, px: int) -> Op:
+            async def add(pipe: Any) -> None:
                 pipe.set(key, data, px=px)
 
-        await self._pipeline([item[0] for item in items], build)
+            return key, add
+
+        await self._pipeline([op(*item) for item in items])
 
     async def delete(self, *keys: bytes) -> None:
         """Keys of one slot (a value and its lease): one command, also on a cluster."""
@@ -375,12 +388,14 @@ class AsyncL2:
         never match again, even after the stamp key expired or its shard restarted.
         """
 
-        async def build(pipe: Any) -> None:
-            for key, version in zip(keys, fresh, strict=True):
+        def op(key: bytes, version: int) -> Op:
+            async def add(pipe: Any) -> None:
                 pipe.set(key, version, nx=True, ex=ex)
                 pipe.get(key)
 
-        replies = await self._pipeline(keys, build)
+            return key, add
+
+        replies = await self._pipeline([op(k, v) for k, v in zip(keys, fresh, strict=True)])
         return [
             version if reply is None else int(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
@@ -392,12 +407,12 @@ class AsyncL2:
     async def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
 
-        async def build(pipe: Any) -> None:
+        async def add(pipe: Any) -> None:
             pipe.zadd(registry, {key: now})
             pipe.zremrangebyrank(registry, 0, -REGISTRY_SIZE - 1)
             pipe.expire(registry, ex)
 
-        await self._pipeline([registry], build)
+        await self._pipeline([(registry, add)])
 
     async def recent_keys(self, registry: bytes, count: int) -> list[str]:
         """The ``count`` most recently recorded keys (a bounded read: ZREVRANGE 0 count-1)."""
@@ -411,7 +426,7 @@ class AsyncL2:
     async def publish(self, channel: str, message: bytes) -> None:
         await self._call_on([channel.encode()], self.client.publish, channel, message)
 
-    def subscriber(self) -> Any:
+    async def subscriber(self) -> Any:
         """A client to subscribe with (here: this endpoint's own client)."""
         return self.client
 

@@ -20,6 +20,7 @@ import redis as redis_client
 import redis.cluster as redis_cluster
 import redis.sentinel as redis_sentinel
 from redis.backoff import NoBackoff
+from redis.cluster import LoadBalancingStrategy
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -101,8 +102,9 @@ def build_client(
                 redis_cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call, unused-ignore]
                 for host, port in target.hosts
             ],
-            read_from_replicas=read_from_replicas,
-            cluster_error_retry_attempts=0,
+            load_balancing_strategy=(
+                LoadBalancingStrategy.ROUND_ROBIN if read_from_replicas else None
+            ),
             retry=Retry(NoBackoff(), 0),
             **common,
             **auth,
@@ -154,6 +156,18 @@ def client_like(client: Any, *, redis_timeout: float, connect_timeout: float) ->
     kwargs["retry"] = Retry(NoBackoff(), 0)
     new_pool = redis_client.ConnectionPool(connection_class=pool.connection_class, **kwargs)
     return redis_client.Redis(connection_pool=new_pool), True
+
+
+# One routing key, and what to add to a pipeline for it.
+Op = tuple[bytes, Callable[[Any], None]]
+
+
+def _script_op(script: Any, keys: list[bytes], args: list[Any]) -> Callable[[Any], None]:
+    def add(pipe: Any) -> None:
+        # On a plain pipeline redis-py loads the script if the server lacks it.
+        script(keys=keys, args=args, client=pipe)
+
+    return add
 
 
 def _pack_get(key: bytes) -> bytes:
@@ -267,18 +281,19 @@ class L2:
         breaker.record_success()
         return reply
 
-    def _pipeline(self, keys: Sequence[bytes], build: Callable[[Any], None]) -> list[Any]:
+    def _pipeline(self, ops: list[Op]) -> list[Any]:
+        """Run ``ops`` (each adds its commands for one routing key) in one round trip;
+        the replies come back flat, in op order."""
+
         def run() -> list[Any]:
             with self.client.pipeline(transaction=False) as pipe:
-                build(pipe)
+                for _, add in ops:
+                    add(pipe)
                 replies: list[Any] = pipe.execute()
                 return replies
 
-        replies: list[Any] = self._call_on(keys, run)
+        replies: list[Any] = self._call_on([key for key, _ in ops], run)
         return replies
-
-    def _script_in(self, pipe: Any, script: Any, keys: list[bytes], args: list[Any]) -> None:
-        script(keys=keys, args=args, client=pipe)
 
     # ---------------------------------------------------------------- reads
 
@@ -310,12 +325,11 @@ class L2:
     def get_or_lease_many(
         self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
     ) -> list[tuple[bool, bytes | None]]:
-        def build(pipe: Any) -> None:
-            for key, lease in pairs:
-                self._script_in(pipe, self._get_or_lease, [key, lease], [token, lease_px, b"0"])
-
-        replies = self._pipeline([key for key, _ in pairs], build)
-        return [(bool(r[0]), r[1]) for r in replies]
+        script = self._get_or_lease
+        ops = [
+            (key, _script_op(script, [key, lease], [token, lease_px, b"0"])) for key, lease in pairs
+        ]
+        return [(bool(r[0]), r[1]) for r in self._pipeline(ops)]
 
     def claim_refresh(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, expected_head: bytes
@@ -336,11 +350,12 @@ class L2:
     def fill_many_with_lease(
         self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes
     ) -> list[bool]:
-        def build(pipe: Any) -> None:
-            for key, lease, data, px in items:
-                self._script_in(pipe, self._fill_with_lease, [key, lease], [token, data, px])
-
-        return [bool(r) for r in self._pipeline([item[0] for item in items], build)]
+        script = self._fill_with_lease
+        ops = [
+            (key, _script_op(script, [key, lease], [token, data, px]))
+            for key, lease, data, px in items
+        ]
+        return [bool(r) for r in self._pipeline(ops)]
 
     def release_lease(self, lease: bytes, token: bytes) -> None:
         self._call_on([lease], self._release_lease, keys=[lease], args=[token])
@@ -349,11 +364,13 @@ class L2:
         self._call_on([key], self._set_and_revoke, keys=[key, lease], args=[data, px])
 
     def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
-        def build(pipe: Any) -> None:
-            for key, data, px in items:
+        def op(key: bytes, data: bytes, px: int) -> Op:
+            def add(pipe: Any) -> None:
                 pipe.set(key, data, px=px)
 
-        self._pipeline([item[0] for item in items], build)
+            return key, add
+
+        self._pipeline([op(*item) for item in items])
 
     def delete(self, *keys: bytes) -> None:
         """Keys of one slot (a value and its lease): one command, also on a cluster."""
@@ -370,12 +387,14 @@ class L2:
         never match again, even after the stamp key expired or its shard restarted.
         """
 
-        def build(pipe: Any) -> None:
-            for key, version in zip(keys, fresh, strict=True):
+        def op(key: bytes, version: int) -> Op:
+            def add(pipe: Any) -> None:
                 pipe.set(key, version, nx=True, ex=ex)
                 pipe.get(key)
 
-        replies = self._pipeline(keys, build)
+            return key, add
+
+        replies = self._pipeline([op(k, v) for k, v in zip(keys, fresh, strict=True)])
         return [
             version if reply is None else int(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
@@ -387,12 +406,12 @@ class L2:
     def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
 
-        def build(pipe: Any) -> None:
+        def add(pipe: Any) -> None:
             pipe.zadd(registry, {key: now})
             pipe.zremrangebyrank(registry, 0, -REGISTRY_SIZE - 1)
             pipe.expire(registry, ex)
 
-        self._pipeline([registry], build)
+        self._pipeline([(registry, add)])
 
     def recent_keys(self, registry: bytes, count: int) -> list[str]:
         """The ``count`` most recently recorded keys (a bounded read: ZREVRANGE 0 count-1)."""

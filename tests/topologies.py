@@ -1,4 +1,4 @@
-"""Self-contained multi-process topologies for the audit tests: a Redis Cluster and a Sentinel.
+"""Multi-process topologies for the tests: Redis Cluster, Sentinel, and TLS servers.
 
 Every process is started on a free loopback port and stopped by PID; nothing
 here touches the shared instance on 6379.
@@ -195,18 +195,6 @@ class LocalSentinel:
         finally:
             c.close()
 
-    def _views_agree(self) -> bool:
-        """Gossip has converged: every node's CLUSTER SLOTS lists a replica per range."""
-        for s in self.servers:
-            c = s.client(socket_timeout=1)
-            try:
-                ranges = c.execute_command("CLUSTER", "SLOTS")
-            finally:
-                c.close()
-            if any(len(r) < 3 + self.replicas for r in ranges):
-                return False
-        return True
-
     @property
     def url(self) -> str:
         return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}"
@@ -217,4 +205,83 @@ class LocalSentinel:
             self.proc.wait(10)
         self.proc = None
         self.primary.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelGroup:
+    """A primary, one replica and three sentinels (quorum 2), for failover tests."""
+
+    def __init__(self, service: str = "veneer") -> None:
+        self.service = service
+        self.dir = Path(tempfile.mkdtemp(prefix="veneer-sentinels-"))
+        self.primary = RedisServer()
+        self.replica = RedisServer("--replicaof", "127.0.0.1", str(self.primary.port))
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for i, port in enumerate(self.sentinel_ports):
+                conf = self.dir / f"sentinel-{i}.conf"
+                conf.write_text(
+                    f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                    f"sentinel monitor {service} 127.0.0.1 {self.primary.port} 2\n"
+                    f"sentinel down-after-milliseconds {service} 1000\n"
+                    f"sentinel failover-timeout {service} 5000\n"
+                    f"sentinel parallel-syncs {service} 1\n"
+                )
+                self.procs.append(
+                    subprocess.Popen(
+                        [redis_server_binary(), str(conf), "--sentinel",
+                         "--logfile", str(self.dir / f"s{i}.log")],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )  # fmt: skip
+            _wait(self._replica_up, 20, "the replica to sync")
+            _wait(self._sentinels_see_each_other, 30, "sentinels to find each other")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _replica_up(self) -> bool:
+        c = self.replica.client(socket_timeout=1)
+        try:
+            return c.info("replication").get("master_link_status") == "up"
+        finally:
+            c.close()
+
+    def _sentinels_see_each_other(self) -> bool:
+        for port in self.sentinel_ports:
+            c = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+            try:
+                state = c.execute_command("SENTINEL", "MASTER", self.service)
+                fields = dict(zip(state[::2], state[1::2], strict=False))
+                if int(fields.get(b"num-other-sentinels", 0)) < 2:
+                    return False
+                if int(fields.get(b"num-slaves", 0)) < 1:
+                    return False
+            finally:
+                c.close()
+        return True
+
+    def current_primary_port(self) -> int:
+        c = redis.Redis(host="127.0.0.1", port=self.sentinel_ports[0], socket_timeout=1)
+        try:
+            _host, port = c.execute_command("SENTINEL", "get-master-addr-by-name", self.service)
+            return int(port)
+        finally:
+            c.close()
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.service}"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        self.procs.clear()
+        self.primary.stop()
+        self.replica.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
