@@ -17,6 +17,7 @@ def test_public_api() -> None:
         "JsonCodec",
         "MsgpackCodec",
         "PickleCodec",
+        "RedisUnavailable",
         "SourceOverloaded",
         "UncacheableArguments",
         "UnencodableValue",

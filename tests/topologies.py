@@ -285,3 +285,65 @@ class SentinelGroup:
         self.primary.stop()
         self.replica.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tls_material(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate it signed (for 127.0.0.1), and an unrelated CA."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "ca_key", "cert", "key", "csr",
+                                                      "other_ca", "other_key")}  # fmt: skip
+    ext = folder / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    for ca, key in (("ca", "ca_key"), ("other_ca", "other_key")):
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(paths[key]),
+            "-out",
+            str(paths[ca]),
+            "-subj",
+            f"/CN=veneer {ca}",
+        )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(paths["key"]),
+        "-out",
+        str(paths["csr"]),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    openssl("x509", "-req", "-in", str(paths["csr"]), "-CA", str(paths["ca"]),
+            "-CAkey", str(paths["ca_key"]), "-CAcreateserial", "-days", "1",
+            "-out", str(paths["cert"]), "-extfile", str(ext))  # fmt: skip
+    return paths
+
+
+class TLSRedisServer(RedisServer):
+    """A redis-server that speaks TLS only, with a certificate signed by ``material['ca']``."""
+
+    def __init__(self, material: dict[str, Path]) -> None:
+        self.tls_port = free_port()
+        super().__init__(
+            "--tls-port", str(self.tls_port),
+            "--tls-cert-file", str(material["cert"]),
+            "--tls-key-file", str(material["key"]),
+            "--tls-ca-cert-file", str(material["ca"]),
+            "--tls-auth-clients", "no",
+        )  # fmt: skip
+
+    def tls_url(self, ca: Path) -> str:
+        return f"rediss://127.0.0.1:{self.tls_port}/0?ssl_ca_certs={ca}"

@@ -6,6 +6,7 @@ from ._async._cache import AsyncCache, AsyncCachedFunction
 from ._codec import Codec, JsonCodec, MsgpackCodec, PickleCodec
 from ._errors import (
     ConfigurationError,
+    RedisUnavailable,
     SourceOverloaded,
     UnencodableValue,
     ValueTooLarge,
@@ -26,6 +27,7 @@ __all__ = [
     "JsonCodec",
     "MsgpackCodec",
     "PickleCodec",
+    "RedisUnavailable",
     "SourceOverloaded",
     "UncacheableArguments",
     "UnencodableValue",

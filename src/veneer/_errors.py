@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "RedisUnavailable",
     "SourceOverloaded",
     "UnencodableValue",
     "ValueTooLarge",
@@ -17,6 +18,14 @@ class VeneerError(Exception):
 
 class ConfigurationError(VeneerError, ValueError):
     """A bad option or URL, raised when the object is built; the message says what to change."""
+
+
+class RedisUnavailable(VeneerError):
+    """Raised only by ``check()``: Redis does not answer, with the reason and what to do.
+
+    Reads never raise it: they fall back to the source. Use ``check()`` in start-up
+    and health checks to see why the cache is bypassed.
+    """
 
 
 class ValueTooLarge(VeneerError, ValueError):
@@ -47,3 +56,40 @@ class SourceOverloaded(VeneerError):
             f"{waited * 1000:.0f} ms (source_queue_timeout); the source is slower than the "
             "request rate: raise source_concurrency or source_queue_timeout, or add stale_ttl"
         )
+
+
+def describe_redis_failure(exc: BaseException, where: str) -> str:
+    """A message for ``RedisUnavailable``: what failed at ``where`` and what to change."""
+    import ssl
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " / ".join(f"{e.__class__.__name__}: {e}" for e in chain)
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or (
+        "CERTIFICATE_VERIFY_FAILED" in text
+    ):
+        return (
+            f"TLS certificate verification failed for {where}: the server's certificate is "
+            "not signed by a CA this client trusts (or names another host). Pass the CA with "
+            "?ssl_ca_certs=/path/to/ca.pem in the rediss:// URL; do not turn verification off. "
+            f"({text})"
+        )
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return f"TLS handshake with {where} failed: is the port a TLS port? ({text})"
+    lowered = text.lower()
+    if "auth" in lowered or "wrongpass" in lowered or "noperm" in lowered:
+        return (
+            f"authentication to {where} failed: check the username and password in the URL "
+            f"(redis://user:password@host:port) and the user's ACL. ({text})"
+        )
+    if "refused" in lowered:
+        return f"nothing accepts connections at {where}: is Redis running there? ({text})"
+    if "timeout" in lowered or "timed out" in lowered:
+        return (
+            f"{where} did not answer within the deadline (redis_timeout/connect_timeout): "
+            f"is it overloaded, paused or unreachable? ({text})"
+        )
+    return f"{where} is unavailable: {text}"

@@ -67,6 +67,7 @@ class AsyncClusterL2(AsyncL2):
         self._read_from_replicas = read_from_replicas
         self._node_clients: dict[str, Any] = {}
         self._last_refresh = 0.0
+        self.round_trips = 0  # lean reads sent, one per node per batch (tests count them)
 
     # ------------------------------------------------------------- plumbing
 
@@ -178,6 +179,7 @@ class AsyncClusterL2(AsyncL2):
         if not breaker.closed and not breaker.allow():
             raise CircuitOpen(f"circuit breaker for {node.name} is open")
         connection = self._connection_for(node)
+        self.round_trips += 1
         try:
             await connection.send_packed_command([packed], False)  # connects if needed
         except BaseException as exc:
@@ -266,6 +268,10 @@ class AsyncClusterL2(AsyncL2):
             if line.startswith("run_id:"):
                 return line.split(":", 1)[1].strip()
         return ""
+
+    def describe(self) -> str:
+        nodes = self.client.nodes_manager.startup_nodes
+        return "cluster " + ",".join(sorted(nodes)) if nodes else "cluster"
 
     def breaker_summary(self) -> tuple[str, int, float]:
         breakers = self.breakers()

@@ -433,6 +433,13 @@ class AsyncL2:
     async def release_subscriber(self, client: Any) -> None:
         return None
 
+    async def ping(self) -> None:
+        """A direct PING (not behind the breaker): for ``check()``."""
+        await self.client.ping()
+
+    def describe(self) -> str:
+        return self.breaker.name
+
     async def run_id(self) -> str:
         """The server's run id: it changes when Redis restarts (maybe empty).
 

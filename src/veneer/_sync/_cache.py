@@ -19,7 +19,14 @@ from redis.exceptions import RedisError
 
 from .._breaker import CircuitBreaker
 from .._codec import HEADER_SIZE, CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
-from .._errors import ConfigurationError, SourceOverloaded, UnencodableValue, ValueTooLarge
+from .._errors import (
+    ConfigurationError,
+    RedisUnavailable,
+    SourceOverloaded,
+    UnencodableValue,
+    ValueTooLarge,
+    describe_redis_failure,
+)
 from .._keyfunc import KeyBuilder
 from .._keys import KeyLayout
 from .._l1 import L1Store
@@ -1073,6 +1080,18 @@ class Cache:
         """Periodic work of the subscriber: retry queued invalidations."""
         if self._invalidations.pending:
             self._invalidations.drain()
+
+    def check(self) -> None:
+        """Ping Redis now; raise :class:`RedisUnavailable` saying why it does not answer.
+
+        Reads never raise for Redis (they fall back to the source): call this at
+        start-up or from a health check to see why the cache is being bypassed.
+        """
+        try:
+            self._l2.ping()
+        except Exception as exc:
+            where = self._l2.describe()
+            raise RedisUnavailable(describe_redis_failure(exc, where)) from exc
 
     def ready(self, timeout: float = 5.0) -> bool:
         """Wait until this process hears other processes' invalidations (or ``timeout``)."""

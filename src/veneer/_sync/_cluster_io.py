@@ -68,6 +68,7 @@ class ClusterL2(L2):
         self._read_from_replicas = read_from_replicas
         self._node_clients: dict[str, Any] = {}
         self._last_refresh = 0.0
+        self.round_trips = 0  # lean reads sent, one per node per batch (tests count them)
 
     # ------------------------------------------------------------- plumbing
 
@@ -179,6 +180,7 @@ class ClusterL2(L2):
         if not breaker.closed and not breaker.allow():
             raise CircuitOpen(f"circuit breaker for {node.name} is open")
         connection = self._connection_for(node)
+        self.round_trips += 1
         try:
             connection.send_packed_command([packed], False)  # connects if needed
         except BaseException as exc:
@@ -267,6 +269,10 @@ class ClusterL2(L2):
             if line.startswith("run_id:"):
                 return line.split(":", 1)[1].strip()
         return ""
+
+    def describe(self) -> str:
+        nodes = self.client.nodes_manager.startup_nodes
+        return "cluster " + ",".join(sorted(nodes)) if nodes else "cluster"
 
     def breaker_summary(self) -> tuple[str, int, float]:
         breakers = self.breakers()

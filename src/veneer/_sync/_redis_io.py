@@ -430,6 +430,13 @@ class L2:
     def release_subscriber(self, client: Any) -> None:
         return None
 
+    def ping(self) -> None:
+        """A direct PING (not behind the breaker): for ``check()``."""
+        self.client.ping()
+
+    def describe(self) -> str:
+        return self.breaker.name
+
     def run_id(self) -> str:
         """The server's run id: it changes when Redis restarts (maybe empty).
 
