@@ -253,11 +253,10 @@ class SentinelGroup:
         for port in self.sentinel_ports:
             c = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
             try:
-                state = c.execute_command("SENTINEL", "MASTER", self.service)
-                fields = dict(zip(state[::2], state[1::2], strict=False))
-                if int(fields.get(b"num-other-sentinels", 0)) < 2:
+                state = c.sentinel_master(self.service)
+                if int(state.get("num-other-sentinels", 0)) < 2:
                     return False
-                if int(fields.get(b"num-slaves", 0)) < 1:
+                if int(state.get("num-slaves", 0)) < 1:
                     return False
             finally:
                 c.close()

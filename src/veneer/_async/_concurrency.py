@@ -86,9 +86,10 @@ class Flight:
     allocates nothing but this object.
     """
 
-    __slots__ = ("_done", "_error", "_value", "_waiters")
+    __slots__ = ("_done", "_error", "_value", "_waiters", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, seq: int = 0) -> None:
+        self.seq = seq  # the cache's invalidation counter when the load began
         self._waiters: list[asyncio.Future[None]] = []
         self._done = False
         self._value: Any = None

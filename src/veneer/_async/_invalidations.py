@@ -102,17 +102,19 @@ class AsyncInvalidations:
                 before = await self._l2.get(value_key) if watch else None
                 # Deleting the lease revokes every fill in flight (the stale-set race),
                 # also when the value itself is absent.
-                await self._l2.delete(value_key, lease_key)
+                durable = await self._l2.delete_durably(value_key, lease_key)
             else:
                 stamp = self._layout.epoch_key if kind == "e" else self._layout.tag(name)
-                version = await self._stamps.bump(stamp)
+                version, durable = await self._stamps.bump(stamp)
         except self._errors as exc:
             self._on_error(exc)
             return False
         await self.publish(kind, name, version)
         if watch:
             self._watch(name, before, l1_value)
-        return True
+        # Applied on the primary but on no replica yet: keep it queued so it is sent
+        # again (to the promoted replica, if the primary dies before replicating).
+        return durable
 
     async def publish(self, kind: str, name: str, version: int) -> None:
         self._counters.invalidations_sent += 1

@@ -11,6 +11,7 @@ redis-py client. Errors propagate; the cache front decides what they mean.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -131,7 +132,10 @@ def build_client(
         return sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             target.service or "", db=target.db
         )
-    return redis_client.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+    # redis-py reads the TLS options of a rediss:// URL itself; veneer adds only the
+    # verification default (its SSL connection class takes no ``ssl`` flag).
+    tls = {k: v for k, v in tls_kwargs(target).items() if k != "ssl"}
+    return redis_client.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common, **tls)
 
 
 def is_cluster(client: Any) -> bool:
@@ -184,9 +188,19 @@ class AsyncL2:
     """The Redis tier of one cache on one endpoint (a server, or a Sentinel-managed
     primary), behind one circuit breaker."""
 
-    def __init__(self, client: Any, breaker: CircuitBreaker, *, owns_client: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        breaker: CircuitBreaker,
+        *,
+        owns_client: bool = True,
+        replica_wait: float = 0.05,
+    ) -> None:
         self.client = client
         self.breaker = breaker
+        self._wait_ms = max(1, int(replica_wait * 1000))
+        self._replicas = 0
+        self._replicas_checked = -1e9
         self._owns_client = owns_client
         self._free: deque[Any] = deque()
         self._pid = os.getpid()
@@ -376,6 +390,45 @@ class AsyncL2:
     async def delete(self, *keys: bytes) -> None:
         """Keys of one slot (a value and its lease): one command, also on a cluster."""
         await self._call_on(keys, self.client.delete, *keys)
+
+    async def delete_durably(self, *keys: bytes) -> bool:
+        """Delete keys of one slot; True once a replica has the delete too (or none exists).
+
+        An invalidation the primary acknowledged can still die with it in a failover
+        (replication is asynchronous) and the promoted replica would serve the old
+        value. ``WAIT`` in the same round trip tells veneer whether to keep it queued.
+        """
+
+        async def add(pipe: Any) -> None:
+            pipe.delete(*keys)
+
+        return await self._durably(keys[0], add)
+
+    async def write_stamp_durably(self, key: bytes, version: int, ex: int) -> bool:
+        async def add(pipe: Any) -> None:
+            pipe.set(key, version, ex=ex)
+
+        return await self._durably(key, add)
+
+    async def _durably(self, key: bytes, add: Callable[[Any], Awaitable[None]]) -> bool:
+        replicas = await self._replicas_for(key)
+
+        async def add_and_wait(pipe: Any) -> None:
+            await add(pipe)
+            if replicas:
+                pipe.execute_command("WAIT", replicas, self._wait_ms)
+
+        replies = await self._pipeline([(key, add_and_wait)])
+        return not replicas or int(replies[-1]) >= replicas
+
+    async def _replicas_for(self, key: bytes) -> int:
+        """Whether the primary has a replica to wait for (INFO, cached for 5 s)."""
+        now = time.monotonic()
+        if now >= self._replicas_checked + 5.0:
+            info = await self._call_on([key], self.client.info, "replication")
+            self._replicas = min(1, int(info.get("connected_slaves", 0)))
+            self._replicas_checked = now
+        return self._replicas
 
     # ------------------------------------------------------- stamps, registry
 

@@ -82,12 +82,13 @@ class AsyncStampBook:
                     known[stamp] = (version, valid_until)
         return found[wanted[0]], {tag: found[layout.tag(tag)] for tag in tags}
 
-    async def bump(self, stamp: str) -> int:
-        """Write a new version (raises on Redis errors: the caller queues the invalidation)."""
+    async def bump(self, stamp: str) -> tuple[int, bool]:
+        """Write a new version: (version, replicated). Raises on Redis errors (the caller
+        queues the invalidation); not replicated yet means: keep it queued too."""
         version = new_version()
-        await self._l2.write_stamp(stamp.encode(), version, self.redis_expiry)
+        durable = await self._l2.write_stamp_durably(stamp.encode(), version, self.redis_expiry)
         self.learn(stamp, version)
-        return version
+        return version, durable
 
     def learn(self, stamp: str, version: int) -> None:
         self._seq += 1

@@ -156,9 +156,15 @@ class Cache:
                 breaker,
                 owns_client=owns_client,
                 read_from_replicas=opts.read_from_replicas,
+                replica_wait=opts.redis_timeout / 2,
             )
         else:
-            self._l2 = L2(client, breaker(_endpoint(client)), owns_client=owns_client)
+            self._l2 = L2(
+                client,
+                breaker(_endpoint(client)),
+                owns_client=owns_client,
+                replica_wait=opts.redis_timeout / 2,
+            )
         self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
         self._run_id: str | None = None
         self._warm_until = 0.0
@@ -283,8 +289,12 @@ class Cache:
             return (self._load(loader))[0]
         self._start()
         while True:
-            flight = Flight()
+            flight = Flight(self._inv_seq)
             leader = self._flights.setdefault(key, flight)
+            if leader is not flight and leader.seq != flight.seq:
+                # That load began before an invalidation: its value may be the old one.
+                # Lead a new load instead of sharing it (the in-process stale-set race).
+                self._flights[key] = leader = flight
             if leader is not flight:
                 self._counters.shared_loads += 1
                 try:
@@ -330,12 +340,12 @@ class Cache:
         seq = self._inv_seq
         envelope = self._read(key, type)
         if envelope is _UNAVAILABLE:
-            return self._without_redis(key, loader, ttl), None
+            return self._without_redis(key, loader, ttl, seq), None
         force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
         if envelope is not None and envelope is not _CORRUPT:
             verdict = self._judge(envelope, xfetch=True)
             if verdict is None:
-                return self._without_redis(key, loader, ttl), None
+                return self._without_redis(key, loader, ttl, seq), None
             if verdict is Verdict.FRESH:
                 self._take(key, envelope, verdict, seq)
                 return envelope.value, None
@@ -356,7 +366,7 @@ class Cache:
                 return stale, self._claim_refresh(key, loader, ttl, tags, seq, b"")
         return self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
 
-    def _without_redis(self, key: str, loader: Callable[[], Any], ttl: float | None = None) -> Any:
+    def _without_redis(self, key: str, loader: Callable[[], Any], ttl: float, seq: int) -> Any:
         """Redis is unreachable: an in-process copy within max_stale, else the source.
 
         A value loaded here is kept in L1 as not-fresh (it cannot be invalidated
@@ -367,7 +377,8 @@ class Cache:
         if stale is not _NONE:
             return stale
         value = (self._load(loader))[0]
-        if self.options.l1_size and self.options.max_stale:
+        # Like any fill: not if an invalidation arrived while it loaded (it may be older).
+        if self.options.l1_size and self.options.max_stale and seq == self._inv_seq:
             try:
                 size = len(self._envelopes.codec.encode(value))
             except Exception:
@@ -376,7 +387,7 @@ class Cache:
                 key,
                 value,
                 expires=_monotonic(),
-                fresh_until=_wall() + (ttl or 0.0),
+                fresh_until=_wall() + ttl,
                 size=size,
             )
         return value
@@ -407,7 +418,7 @@ class Cache:
     ) -> Any:
         versions = self._stamps.versions(tags)
         if versions is None:
-            return self._without_redis(key, loader, ttl)
+            return self._without_redis(key, loader, ttl, seq)
         token: bytes | None = None
         if self.options.leases:
             outcome, found = self._acquire_lease(key, type, seq, force_lease)
@@ -804,6 +815,10 @@ class Cache:
             self._redis_failed(exc)
             self._invalidations.queue(("k", key))
             return
+        finally:
+            # Reads that began before the write landed may hold the old value.
+            self._l1.discard(key)
+            self._inv_seq += 1
         self._invalidations.publish("k", key, 0)
 
     def _fill(
@@ -1002,9 +1017,14 @@ class Cache:
         self._l1.discard(key)
         self._inv_seq += 1
         self._start()
-        return self._invalidations.apply(
+        applied = self._invalidations.apply(
             ("k", key), l1_value=None if entry is None else entry.value
         )
+        # A read that started after the first bump may have read the old value from
+        # Redis before the delete landed: bump again so it cannot enter L1 either.
+        self._l1.discard(key)
+        self._inv_seq += 1
+        return applied
 
     def invalidate_tag(self, tag: str, /) -> bool:
         """Invalidate every entry written with ``tag``: one command, however many entries.
@@ -1014,7 +1034,10 @@ class Cache:
         self._l1.discard_tag(tag)
         self._inv_seq += 1
         self._start()
-        return self._invalidations.apply(("t", tag))
+        applied = self._invalidations.apply(("t", tag))
+        self._l1.discard_tag(tag)
+        self._inv_seq += 1
+        return applied
 
     def invalidate_all(self) -> bool:
         """Invalidate the whole namespace: one command (a new namespace epoch).
@@ -1024,7 +1047,10 @@ class Cache:
         self._l1.clear()
         self._inv_seq += 1
         self._start()
-        return self._invalidations.apply(("e", ""))
+        applied = self._invalidations.apply(("e", ""))
+        self._l1.clear()
+        self._inv_seq += 1
+        return applied
 
     def _still_in_l1(self, key: str, value: Any) -> bool:
         entry = self._l1_map.get(key)

@@ -59,8 +59,11 @@ class ClusterL2(L2):
         *,
         owns_client: bool = True,
         read_from_replicas: bool = False,
+        replica_wait: float = 0.05,
     ) -> None:
-        super().__init__(client, breaker_for("cluster"), owns_client=owns_client)
+        super().__init__(
+            client, breaker_for("cluster"), owns_client=owns_client, replica_wait=replica_wait
+        )
         self._breaker_for = breaker_for
         self._node_breakers: dict[str, CircuitBreaker] = {}
         self._node_free: dict[str, deque[Any]] = {}
@@ -204,7 +207,7 @@ class ClusterL2(L2):
             # MOVED/ASK/TRYAGAIN: the slot is elsewhere or migrating; not a sick node.
             self._schedule_refresh()
             raise TopologyChanged(str(exc)) from exc
-        if isinstance(exc, _HEALTH_FAILURES | ClusterDownError):
+        if isinstance(exc, (*_HEALTH_FAILURES, ClusterDownError)):
             self._node_breaker(node.name).record_failure()
             free = self._node_free.pop(node.name, None)
             while free:
@@ -269,6 +272,13 @@ class ClusterL2(L2):
             if line.startswith("run_id:"):
                 return line.split(":", 1)[1].strip()
         return ""
+
+    def _replicas_for(self, key: bytes) -> int:
+        """Replicas of the key's shard, from the slot map (no extra call)."""
+        try:
+            return min(1, len(self.client.nodes_manager.slots_cache[key_slot(key)]) - 1)
+        except (KeyError, TypeError):
+            return 0
 
     def describe(self) -> str:
         nodes = self.client.nodes_manager.startup_nodes

@@ -83,9 +83,10 @@ class Flight:
     than an Event, and the uncontended miss (the common case) never waits on it.
     """
 
-    __slots__ = ("_error", "_lock", "_value")
+    __slots__ = ("_error", "_lock", "_value", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, seq: int = 0) -> None:
+        self.seq = seq  # the cache's invalidation counter when the load began
         self._lock = threading.Lock()
         self._lock.acquire()
         self._value: Any = None

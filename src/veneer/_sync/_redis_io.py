@@ -12,6 +12,7 @@ redis-py client. Errors propagate; the cache front decides what they mean.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -132,7 +133,10 @@ def build_client(
         return sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             target.service or "", db=target.db
         )
-    return redis_client.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+    # redis-py reads the TLS options of a rediss:// URL itself; veneer adds only the
+    # verification default (its SSL connection class takes no ``ssl`` flag).
+    tls = {k: v for k, v in tls_kwargs(target).items() if k != "ssl"}
+    return redis_client.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common, **tls)
 
 
 def is_cluster(client: Any) -> bool:
@@ -185,9 +189,19 @@ class L2:
     """The Redis tier of one cache on one endpoint (a server, or a Sentinel-managed
     primary), behind one circuit breaker."""
 
-    def __init__(self, client: Any, breaker: CircuitBreaker, *, owns_client: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        breaker: CircuitBreaker,
+        *,
+        owns_client: bool = True,
+        replica_wait: float = 0.05,
+    ) -> None:
         self.client = client
         self.breaker = breaker
+        self._wait_ms = max(1, int(replica_wait * 1000))
+        self._replicas = 0
+        self._replicas_checked = -1e9
         self._owns_client = owns_client
         self._free: deque[Any] = deque()
         self._pid = os.getpid()
@@ -375,6 +389,45 @@ class L2:
     def delete(self, *keys: bytes) -> None:
         """Keys of one slot (a value and its lease): one command, also on a cluster."""
         self._call_on(keys, self.client.delete, *keys)
+
+    def delete_durably(self, *keys: bytes) -> bool:
+        """Delete keys of one slot; True once a replica has the delete too (or none exists).
+
+        An invalidation the primary acknowledged can still die with it in a failover
+        (replication is asynchronous) and the promoted replica would serve the old
+        value. ``WAIT`` in the same round trip tells veneer whether to keep it queued.
+        """
+
+        def add(pipe: Any) -> None:
+            pipe.delete(*keys)
+
+        return self._durably(keys[0], add)
+
+    def write_stamp_durably(self, key: bytes, version: int, ex: int) -> bool:
+        def add(pipe: Any) -> None:
+            pipe.set(key, version, ex=ex)
+
+        return self._durably(key, add)
+
+    def _durably(self, key: bytes, add: Callable[[Any], None]) -> bool:
+        replicas = self._replicas_for(key)
+
+        def add_and_wait(pipe: Any) -> None:
+            add(pipe)
+            if replicas:
+                pipe.execute_command("WAIT", replicas, self._wait_ms)
+
+        replies = self._pipeline([(key, add_and_wait)])
+        return not replicas or int(replies[-1]) >= replicas
+
+    def _replicas_for(self, key: bytes) -> int:
+        """Whether the primary has a replica to wait for (INFO, cached for 5 s)."""
+        now = time.monotonic()
+        if now >= self._replicas_checked + 5.0:
+            info = self._call_on([key], self.client.info, "replication")
+            self._replicas = min(1, int(info.get("connected_slaves", 0)))
+            self._replicas_checked = now
+        return self._replicas
 
     # ------------------------------------------------------- stamps, registry
 
