@@ -1,0 +1,122 @@
+"""veneer on Redis Cluster: batched reads and throughput, as ratios in one run.
+
+    python benchmarks/cluster.py
+
+Starts a 3-primary cluster (no replicas) and one standalone server, then:
+1. get_many of 100 keys (L1 off) against 100 single GETs and against redis-py's
+   ``RedisCluster.mget_nonatomic``, same keys, same values;
+2. PUBLISH against SPUBLISH latency on the cluster (the invalidation channel);
+3. throughput of a skewed read load (4 processes, L1 off so every read reaches
+   Redis) on 1 node against the 3-primary cluster.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import msgspec
+from _timing import compare, report
+
+from servers import RedisServer
+from topologies import LocalCluster
+from veneer import Cache
+
+ROW = {"id": 1, "name": "x" * 200, "price": 9.99}
+
+
+def batched_reads(cluster: LocalCluster) -> None:
+    keys = [f"item:{i}" for i in range(100)]
+    with Cache.from_url(cluster.url, namespace="bench", ttl=600, l1_size=0, stamp_ttl=600) as c:
+        c.get_or_load_many(keys, lambda ks: dict.fromkeys(ks, ROW))
+        raw = cluster.client()
+        payload = msgspec.msgpack.encode(ROW)
+        raw_keys = [f"{{raw}}:{i}" for i in range(50)] + [f"raw:{i}" for i in range(50)]
+        for k in raw_keys:
+            raw.set(k, payload, ex=600)
+        decoder = msgspec.msgpack.Decoder()
+        results = compare(
+            {
+                "100 single veneer get": lambda: [c.get(k) for k in keys],
+                "RedisCluster.mget_nonatomic + decode": lambda: [
+                    decoder.decode(v) for v in raw.mget_nonatomic(raw_keys)
+                ],
+                "veneer get_many (100 keys)": lambda: c.get_many(keys),
+            },
+            number=50,
+            rounds=5,
+        )
+        report("cluster: 100 keys", results, "RedisCluster.mget_nonatomic + decode")
+        raw.close()
+
+
+def pubsub_latency(cluster: LocalCluster) -> None:
+    raw = cluster.client()
+    node = raw.get_primaries()[0]
+    client = raw.get_redis_connection(node)
+    results = compare(
+        {
+            "PUBLISH (cluster-wide)": lambda: raw.publish("veneer:inv:{bench}", b"x" * 40),
+            "SPUBLISH (shard)": lambda: raw.spublish("veneer:inv:{bench}", b"x" * 40),
+        },
+        number=500,
+        rounds=5,
+    )
+    report("cluster: one invalidation message", results, "PUBLISH (cluster-wide)")
+    _ = client
+    raw.close()
+
+
+def _reader(url: str, seconds: float, out: Any) -> None:
+    rng = random.Random()
+    weights = [1.0 / (r**1.1) for r in range(1, 2001)]
+    keys = [f"k:{i}" for i in rng.choices(range(2000), weights=weights, k=50_000)]
+    with Cache.from_url(url, namespace="tput", ttl=600, l1_size=0, stamp_ttl=600) as cache:
+        cache.get_or_load_many(list(dict.fromkeys(keys))[:500], lambda ks: dict.fromkeys(ks, 1))
+        done = 0
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            cache.get_or_load(keys[i % len(keys)], lambda: 1)
+            i += 1
+            done += 1
+    out.put(done)
+
+
+def throughput(url: str, processes: int = 4, seconds: float = 5.0) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    out: Any = ctx.Queue()
+    procs = [ctx.Process(target=_reader, args=(url, seconds, out)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    total = sum(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join()
+    return total / seconds
+
+
+def main() -> None:
+    cluster = LocalCluster(primaries=3, replicas=0)
+    single = RedisServer()
+    try:
+        batched_reads(cluster)
+        pubsub_latency(cluster)
+        one = throughput(single.url)
+        three = throughput(cluster.url)
+        print("\nskewed reads, 4 processes, L1 off (every read reaches Redis)")
+        print(f"  1 node:            {one:9.0f} reads/s   1.00x")
+        print(f"  3-primary cluster: {three:9.0f} reads/s   {three / one:.2f}x")
+    finally:
+        cluster.stop()
+        single.stop()
+
+
+if __name__ == "__main__":
+    main()
