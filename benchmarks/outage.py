@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import redis
 
-from outage import Reads, Source, ThreadWorkload
+from outage import Reads, Source, ThreadWorkload, naive_reader
 from servers import RedisServer
 from veneer import Cache
 
@@ -66,17 +66,8 @@ def timeline(
 def naive(source: Source) -> list[dict[str, Any]]:
     server = RedisServer()
     client = redis.Redis(port=server.port)  # redis-py defaults: no socket timeout
-
-    def read(key: str) -> str:
-        hit = client.get(key)
-        if hit is not None:
-            return str(hit)
-        value = source.load(key)
-        client.set(key, value, ex=60)
-        return value
-
     try:
-        return timeline(server, read, source)
+        return timeline(server, naive_reader(client, source), source)
     finally:
         client.close()
         server.stop()

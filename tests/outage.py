@@ -117,6 +117,20 @@ class Source:
             conn.execute(f"DROP TABLE IF EXISTS {self.table}")
 
 
+def naive_reader(client: Any, source: Source) -> Callable[[str], str]:
+    """Cache-aside as most code writes it: GET, on a miss load and SET with a TTL."""
+
+    def read(key: str) -> str:
+        hit = client.get(key)
+        if hit is not None:
+            return str(hit)
+        value = source.load(key)
+        client.set(key, value, ex=60)
+        return value
+
+    return read
+
+
 @dataclass
 class Reads:
     """Every read: (start, seconds, error or None)."""

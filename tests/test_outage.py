@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from outage import Reads, Source, TaskWorkload, ThreadWorkload
+from outage import Reads, Source, TaskWorkload, ThreadWorkload, naive_reader
 from proxy import SlowProxy
 from servers import RedisServer
 from veneer import AsyncCache, Cache, SourceOverloaded
@@ -33,18 +33,6 @@ def source() -> Iterator[Source]:
     src = Source()
     yield src
     src.drop()
-
-
-def naive_reader(client: Any, source: Source) -> Any:
-    def read(key: str) -> str:
-        hit = client.get(key)
-        if hit is not None:
-            return str(hit)
-        value = source.load(key)
-        client.set(key, value, ex=60)
-        return value
-
-    return read
 
 
 def test_killed_then_restarted_empty_threads(own_redis: RedisServer, source: Source) -> None:

@@ -10,7 +10,6 @@ applies later (at least once: a row is deleted only after Redis applied it).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .._sync._cache import Cache
 from .._txn import Mark
 from ._caches import CachesByNamespace, CacheSource, apply_op
+from ._worker import ThreadedWorker
 
 __all__ = [
     "DEFAULT_OUTBOX",
@@ -120,7 +120,7 @@ def delete_rows(engine: Engine, table: sa.Table, ids: Iterable[int]) -> None:
 # ------------------------------------------------------------------ the relay
 
 
-class OutboxRelay:
+class OutboxRelay(ThreadedWorker):
     """Applies the invalidations left in the outbox and deletes each row Redis applied.
 
     ``engine`` is a SQLAlchemy engine or URL (sync; a libpq ``postgresql://`` DSN
@@ -129,6 +129,8 @@ class OutboxRelay:
     Cache``. Several relays may drain one PostgreSQL outbox: each takes rows with
     ``FOR UPDATE SKIP LOCKED``.
     """
+
+    _thread_name = "veneer-outbox-relay"
 
     def __init__(
         self,
@@ -161,8 +163,7 @@ class OutboxRelay:
             only.add(caches.options.namespace)
         self._namespaces = sorted(only)
         self._skip_locked = self.engine.dialect.name in _SKIP_LOCKED
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.applied = 0
         """Rows applied and deleted since this relay was built."""
         self.failed_passes = 0
@@ -253,23 +254,6 @@ class OutboxRelay:
                 log.exception("veneer relay: pass failed; retrying in %.1fs", pause)
                 pause = min(pause * 2, 30.0)
             self._stop.wait(pause)
-
-    def start(self) -> OutboxRelay:
-        """Run :meth:`run_forever` in a daemon thread of this process."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self.run_forever, name="veneer-outbox-relay", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop (the pass in progress finishes) and wait for the thread."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
 
     def close(self) -> None:
         """Stop, close the caches this relay built, and dispose an engine it built."""

@@ -24,6 +24,7 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._keys import validate_namespace
 from ._caches import CachesByNamespace, CacheSource
+from ._worker import ThreadedWorker
 
 __all__ = [
     "DEFAULT_CHANNEL",
@@ -302,7 +303,7 @@ def libpq_dsn(url: str) -> str:
 # ------------------------------------------------------------------- listener
 
 
-class PgInvalidationListener:
+class PgInvalidationListener(ThreadedWorker):
     """Listens on a PostgreSQL channel and invalidates the keys the trigger names.
 
     ``dsn``: a libpq DSN (or SQLAlchemy URL). ``caches``: a Redis URL (a cache
@@ -312,6 +313,8 @@ class PgInvalidationListener:
     notifications sent while disconnected are lost, every namespace in
     ``resync_namespaces`` is invalidated whole each time LISTEN is (re)established.
     """
+
+    _thread_name = "veneer-pg-listener"
 
     def __init__(
         self,
@@ -335,9 +338,8 @@ class PgInvalidationListener:
         self.keepalive = keepalive
         self.max_backoff = max_backoff
         self.connect_timeout = connect_timeout
-        self._stop = threading.Event()
+        super().__init__()
         self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
         self.backend_pid: int | None = None
         """The server process of the current LISTEN connection (None while disconnected)."""
         self.connections = 0
@@ -450,23 +452,6 @@ class PgInvalidationListener:
             self.applied += 1
         else:
             self.queued += 1
-
-    def start(self) -> PgInvalidationListener:
-        """Run :meth:`run_forever` in a daemon thread of this process."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self.run_forever, name="veneer-pg-listener", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop listening (within ``poll_interval``) and wait for the thread."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
 
     def close(self) -> None:
         """Stop, and close the caches this listener built."""
