@@ -269,3 +269,36 @@ def test_keys_and_their_leases_share_a_slot_on_the_cluster(
             assert raw.cluster_keyslot(value) == key_slot(value.encode())
     finally:
         raw.close()
+
+
+def test_read_from_replicas_sends_lean_reads_to_replicas(
+    redis_cluster: LocalCluster, namespace: str
+) -> None:
+    """read_from_replicas=True spreads GET/MGET over replicas; writes stay on primaries."""
+    redis_cluster.wait_replicated()
+    replicas = [s for s in redis_cluster.servers if s not in redis_cluster.primaries()]
+    options: dict[str, Any] = {"ttl": 60, "l1_size": 0, "read_from_replicas": True}
+
+    def replica_reads() -> int:
+        total = 0
+        for server in replicas:
+            c = server.client()
+            try:
+                stats = c.info("commandstats")
+            finally:
+                c.close()
+            total += sum(
+                int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in ("get", "mget")
+            )
+        return total
+
+    with Cache.from_url(redis_cluster.url, namespace=namespace, **options) as cache:
+        keys = [f"r:{i}" for i in range(30)]
+        cache.get_or_load_many(keys, lambda ks: {k: k for k in ks})
+        redis_cluster.wait_replicated()
+        before = replica_reads()
+        for _ in range(10):
+            for key in keys:
+                assert cache.get_or_load(key, lambda: "reloaded") == key
+        assert replica_reads() - before >= 100  # round robin: a good share on replicas
+        assert cache.stats().source_loads == 1  # the one batch load; every read after hit
