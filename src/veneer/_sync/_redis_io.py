@@ -386,12 +386,9 @@ class L2:
 
         self._pipeline([op(*item) for item in items])
 
-    def delete(self, *keys: bytes) -> None:
-        """Keys of one slot (a value and its lease): one command, also on a cluster."""
-        self._call_on(keys, self.client.delete, *keys)
-
     def delete_durably(self, *keys: bytes) -> bool:
-        """Delete keys of one slot; True once a replica has the delete too (or none exists).
+        """Delete keys of one slot (a value and its lease: one command, also on a cluster);
+        True once a replica has the delete too (or none exists).
 
         An invalidation the primary acknowledged can still die with it in a failover
         (replication is asynchronous) and the promoted replica would serve the old
@@ -452,9 +449,6 @@ class L2:
             version if reply is None else int(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
         ]
-
-    def write_stamp(self, key: bytes, version: int, ex: int) -> None:
-        self._call_on([key], self.client.set, key, version, ex=ex)
 
     def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
