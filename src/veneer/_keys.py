@@ -59,8 +59,12 @@ class KeyLayout:
         return self._value_prefix + key + "}"
 
     def encoded_values(self, keys: list[str]) -> list[bytes]:
+        """Value keys as bytes for a batch (the batched read path: kept tight)."""
         prefix = self._value_prefix
-        return [(prefix + key + "}").encode("utf-8", "surrogatepass") for key in keys]
+        try:
+            return [f"{prefix}{key}}}".encode() for key in keys]
+        except UnicodeEncodeError:  # a lone surrogate somewhere: keep it, as value() does
+            return [f"{prefix}{key}}}".encode("utf-8", "surrogatepass") for key in keys]
 
     def lease(self, key: str) -> str:
         return self._value_prefix + key + "}:lease"
