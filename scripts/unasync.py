@@ -49,7 +49,7 @@ def transform(text: str, used: set[str]) -> str:
 def tidy(text: str, filename: str) -> str:
     """Sort imports and format, as ruff would (renames change the import order)."""
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    for args in (["check", "--fix", "--select", "I", "--quiet"], ["format", "--quiet"]):
+    for args in (["check", "--fix", "--select", "I,RUF022", "--quiet"], ["format", "--quiet"]):
         text = subprocess.run(
             [ruff, *args, "--stdin-filename", filename, "-"],
             input=text, capture_output=True, text=True, check=True, cwd=ROOT,

@@ -10,11 +10,10 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import msgspec
-from redis.exceptions import RedisError
 
 from .._breaker import CircuitBreaker
 from .._codec import HEADER_SIZE, CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
@@ -34,6 +33,7 @@ from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_sec
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
+from . import _batches
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
 from ._concurrency import (
@@ -50,7 +50,15 @@ from ._concurrency import (
     sleep,
 )
 from ._invalidations import AsyncInvalidations, decode_message
-from ._redis_io import AsyncL2, CircuitOpen, build_client, client_like, is_cluster
+from ._redis_io import (
+    REDIS_ERRORS,
+    AsyncL2,
+    CircuitOpen,
+    build_client,
+    client_like,
+    is_cluster,
+    new_token,
+)
 from ._stamps import AsyncStampBook
 
 __all__ = ["AsyncCache", "AsyncCachedFunction"]
@@ -61,9 +69,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
-# What a failing Redis raises through redis-py: its own errors, socket errors and
-# (asyncio) timeouts. None of them may reach a caller on a read path.
-_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+_REDIS_ERRORS = REDIS_ERRORS
 _UNAVAILABLE: Any = object()
 _FAILED: Any = object()
 _CORRUPT: Any = object()
@@ -75,8 +81,7 @@ _wall = time.time
 Versions = tuple[int, dict[str, int]]
 
 
-def _token() -> bytes:
-    return b"%016x" % random.getrandbits(64)
+_token = new_token
 
 
 def _endpoint(client: Any) -> str:
@@ -613,9 +618,9 @@ class AsyncCache:
     # ------------------------------------------------------------------ batches
 
     async def get_many(self, keys: Iterable[str], /, *, type: Any = None) -> dict[str, Any]:
-        """The cached values of ``keys`` that are hits, in one Redis round trip."""
-        found, _missing, _available, _seq = await self._lookup_many(list(dict.fromkeys(keys)), type)
-        return found
+        """The cached values of ``keys`` that are hits, in one Redis round trip (one per
+        shard on a cluster). A negative entry is a hit whose value is ``None``."""
+        return await _batches.get_many(self, keys, type)
 
     async def get_or_load_many(
         self,
@@ -633,161 +638,7 @@ class AsyncCache:
         Each missing key is leased; keys another process is loading are loaded here
         too but not filled (a batch does not wait).
         """
-        ttl_s = self.options.resolve_ttl(ttl)
-        ordered = list(dict.fromkeys(keys))
-        tag_list = tuple(dict.fromkeys(tags))
-        found, missing, available, seq = await self._lookup_many(ordered, type)
-        if not missing:
-            return {key: found[key] for key in ordered}
-        versions = await self._stamps.versions(tag_list) if available else None
-        fillable: dict[str, bytes | None] = {}
-        if versions is not None:
-            marks = _open_marks.get()
-            namespace = self.options.namespace
-            candidates = [
-                k for k in missing if not (marks and bypasses(marks, namespace, k, tag_list))
-            ]
-            fillable = await self._lease_many(candidates, found, type, seq)
-            missing = [key for key in missing if key not in found]
-        if missing:
-            loaded, seconds = await self._load(lambda: loader_many(list(missing)))
-            if not isinstance(loaded, Mapping):
-                raise TypeError(
-                    "loader_many must return a mapping of key -> value, "
-                    f"got {loaded.__class__.__name__}"
-                )
-            values = {key: loaded.get(key) for key in missing}
-            if versions is not None:
-                await self._fill_many(
-                    {k: v for k, v in values.items() if k in fillable},
-                    fillable,
-                    ttl_s,
-                    tag_list,
-                    versions,
-                    seconds,
-                    seq,
-                )
-            found.update(values)
-        return {key: found[key] for key in ordered}
-
-    async def _lease_many(
-        self, keys: list[str], found: dict[str, Any], type: Any, seq: int
-    ) -> dict[str, bytes | None]:
-        """Lease each key (one round trip); returns the keys this caller may fill
-        (with its token, or None when leases are off). Fills that landed meanwhile
-        go into ``found``."""
-        if not self.options.leases:
-            return dict.fromkeys(keys)
-        token = _token()
-        try:
-            replies = await self._l2.get_or_lease_many(
-                [self._guarded_keys(k) for k in keys], token, self._lease_px
-            )
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return {}
-        fillable: dict[str, bytes | None] = {}
-        for key, (got, raw) in zip(keys, replies, strict=True):
-            if raw is not None:
-                envelope = self._decode(raw, type)
-                if envelope is not None:
-                    verdict = await self._judge(envelope, xfetch=False)
-                    if verdict is not None and verdict.serveable:
-                        self._take(key, envelope, verdict, seq)
-                        found[key] = envelope.value
-                        if got:
-                            await self._release(key, token)
-                        continue
-            if got:
-                fillable[key] = token
-        return fillable
-
-    async def _lookup_many(
-        self, keys: list[str], type: Any
-    ) -> tuple[dict[str, Any], list[str], bool, int]:
-        found: dict[str, Any] = {}
-        missing: list[str] = []
-        now = _monotonic()
-        l1 = self._l1_map
-        requested = keys
-        marks = _open_marks.get()
-        if marks:
-            # Keys an open transaction will invalidate are misses, whatever the tiers hold.
-            namespace = self.options.namespace
-            keys = [key for key in keys if not bypasses(marks, namespace, key)]
-        for key in keys:
-            entry = l1.get(key)
-            if entry is not None and entry.expires > now:
-                entry.visited = True
-                found[key] = entry.value
-            else:
-                missing.append(key)
-        self._counters.l1_hits += len(found)
-        self._counters.l1_misses += len(missing)
-        if len(keys) != len(requested):
-            found, missing, available, seq = await self._lookup_l2(found, missing, type)
-            return found, [key for key in requested if key not in found], available, seq
-        return await self._lookup_l2(found, missing, type)
-
-    async def _lookup_l2(
-        self, found: dict[str, Any], missing: list[str], type: Any
-    ) -> tuple[dict[str, Any], list[str], bool, int]:
-        if not missing:
-            return found, missing, True, self._inv_seq
-        self._start()
-        seq = self._inv_seq
-        started = time.perf_counter()
-        try:
-            raws = await self._l2.mget(self._layout.encoded_values(missing))
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return found, missing, False, seq
-        self._l2_latency.record(time.perf_counter() - started)
-        epoch_only = await self._stamps.versions(())
-        if epoch_only is None:
-            return found, missing, False, seq
-        epoch = epoch_only[0]
-        now = _wall()
-        remember = self._l1_live
-        counters = self._counters
-        hits_before = len(found)
-        envelopes: list[tuple[str, Envelope]] = []
-        still: list[str] = []
-        # The common entry (no tags, not compressed) is judged inline, without
-        # building an Envelope: this loop is most of get_many's Python time.
-        plain = self._envelopes.decode_plain_many(raws, type)
-        for key, raw, decoded in zip(missing, raws, plain, strict=True):
-            if decoded is not None and decoded[2] == epoch and decoded[1] > now:
-                found[key] = decoded[0]
-                if remember:
-                    self._remember(key, decoded[0], decoded[1] - now, len(raw or b""), (), seq)
-                continue
-            if raw is None:
-                counters.l2_misses += 1
-                still.append(key)
-                continue
-            envelope = self._decode(raw, type)
-            if envelope is not None:
-                envelopes.append((key, envelope))
-            else:
-                still.append(key)
-        counters.l2_hits += len(found) - hits_before
-        if not envelopes:
-            return found, still, True, seq
-        # One stamp lookup for the whole batch, then a pure judgement per entry.
-        all_tags = tuple(dict.fromkeys(tag for _, env in envelopes for tag in env.tags))
-        versions = await self._stamps.versions(all_tags)
-        if versions is None:
-            return found, [key for key in missing if key not in found], False, seq
-        for key, envelope in envelopes:
-            verdict = judge(envelope, now, *versions)
-            if verdict.serveable:
-                self._take(key, envelope, verdict, seq)
-                found[key] = envelope.value
-            else:
-                counters.stale_rejected += 1
-                counters.l2_misses += 1
-        return found, [key for key in missing if key not in found], True, seq
+        return await _batches.get_or_load_many(self, keys, loader_many, ttl, tags, type)
 
     # ------------------------------------------------------------------ writes
 
@@ -858,58 +709,6 @@ class AsyncCache:
         self._remember(key, value, fresh_seconds, len(data), tags, seq)
         await self._record_fill(key)
         return True
-
-    async def _fill_many(
-        self,
-        values: dict[str, Any],
-        tokens: dict[str, bytes | None],
-        ttl: float,
-        tags: tuple[str, ...],
-        versions: Versions,
-        seconds: float,
-        seq: int,
-    ) -> None:
-        """Fill a batch in one round trip: leased keys with their (shared) token."""
-        plain_keys: list[str] = []
-        plain: list[tuple[bytes, bytes, int]] = []
-        leased_keys: list[str] = []
-        leased: list[tuple[bytes, bytes, bytes, int]] = []
-        written: dict[str, tuple[Any, float, int]] = {}
-        batch_token: bytes | None = None
-        for key, value in values.items():
-            token = tokens.get(key)
-            encoded = None
-            if value is not None or self.options.cache_none:
-                encoded = self._encode(key, value, ttl, tags, versions, seconds, strict=False)
-            if encoded is None:
-                if token is not None:
-                    await self._release(key, token)
-                continue
-            data, px, fresh_seconds = encoded
-            value_key, lease_key = self._guarded_keys(key)
-            written[key] = (value, fresh_seconds, len(data))
-            if token is None:
-                plain_keys.append(key)
-                plain.append((value_key, data, px))
-            else:
-                batch_token = token
-                leased_keys.append(key)
-                leased.append((value_key, lease_key, data, px))
-        try:
-            landed = [True] * len(plain)
-            if plain:
-                await self._l2.set_many(plain)
-            if leased and batch_token is not None:
-                landed += await self._l2.fill_many_with_lease(leased, batch_token)
-        except _REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return
-        for key, ok in zip(plain_keys + leased_keys, landed, strict=True):
-            if ok:
-                value, fresh_seconds, size = written[key]
-                self._remember(key, value, fresh_seconds, size, tags, seq)
-            else:
-                self._counters.fills_refused += 1
 
     def _encode(
         self,

@@ -12,6 +12,7 @@ redis-py client. Errors propagate; the cache front decides what they mean.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -24,17 +25,36 @@ from hiredis import pack_command
 from redis.backoff import NoBackoff
 from redis.cluster import LoadBalancingStrategy
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .._breaker import CircuitBreaker
 from .._url import client_kwargs, parse_target, tls_kwargs, validate_url
 
-__all__ = ["L2", "CircuitOpen", "build_client", "client_like", "is_cluster"]
+__all__ = [
+    "L2",
+    "REDIS_ERRORS",
+    "CircuitOpen",
+    "build_client",
+    "client_like",
+    "is_cluster",
+    "new_token",
+]
 
 # What says "this Redis is unhealthy" to the breaker. A ResponseError (a bad
 # command, a script error) is an answer, not an outage.
 _HEALTH_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+
+# What a failing Redis raises through redis-py: its own errors, socket errors and
+# (asyncio) timeouts. None of them may reach a caller on a read path.
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+def new_token() -> bytes:
+    """A lease token: random, so a fill can tell its lease from a newer holder's."""
+    return b"%016x" % random.getrandbits(64)
 
 
 class CircuitOpen(RedisConnectionError):
