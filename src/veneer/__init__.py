@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._async._cache import AsyncCache, AsyncCachedFunction
+from ._async._cache import AsyncCache
+from ._async._decorator import AsyncCachedFunction
 from ._codec import Codec, JsonCodec, MsgpackCodec, PickleCodec
 from ._errors import (
     ConfigurationError,
@@ -14,7 +15,8 @@ from ._errors import (
 )
 from ._keyfunc import UncacheableArguments
 from ._stats import CacheStats
-from ._sync._cache import Cache, CachedFunction
+from ._sync._cache import Cache
+from ._sync._decorator import CachedFunction
 
 __all__ = [
     "AsyncCache",

@@ -6,12 +6,11 @@ and what a fill writes is decided in ``veneer._policy``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import msgspec
 
@@ -25,7 +24,6 @@ from .._errors import (
     ValueTooLarge,
     describe_redis_failure,
 )
-from .._keyfunc import KeyBuilder
 from .._keys import KeyLayout
 from .._l1 import L1Store
 from .._options import CacheOptions
@@ -37,7 +35,6 @@ from . import _batches
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
 from ._concurrency import (
-    KIND_HINT,
     SCHEDULED,
     BackgroundRefreshes,
     Flight,
@@ -46,9 +43,9 @@ from ._concurrency import (
     ManyLoader,
     SourceBulkhead,
     call_loader,
-    is_our_kind,
     sleep,
 )
+from ._decorator import AsyncCachedFunction, cached_decorator
 from ._invalidations import AsyncInvalidations, decode_message
 from ._redis_io import (
     REDIS_ERRORS,
@@ -61,7 +58,7 @@ from ._redis_io import (
 )
 from ._stamps import AsyncStampBook
 
-__all__ = ["AsyncCache", "AsyncCachedFunction"]
+__all__ = ["AsyncCache"]
 
 log = logging.getLogger("veneer")
 
@@ -92,16 +89,6 @@ def _endpoint(client: Any) -> str:
     if "path" in kwargs:
         return f"unix:{kwargs['path']}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-
-
-class AsyncCachedFunction(Protocol[P, T_co]):
-    """What ``@cache.cached(...)`` returns: the function, plus its cache handles."""
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T_co]: ...
-
-    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[bool]: ...
 
 
 class AsyncCache:
@@ -947,46 +934,7 @@ class AsyncCache:
         formatted with the arguments (``key="user:{uid}"``); tags may be templates too."""
         call_ttl = None if ttl is _NOT_GIVEN else ttl
         self.options.resolve_ttl(call_ttl)  # no TTL anywhere: fail at decoration time
-        static_tags = tuple(tags)
-
-        def decorate(fn: Callable[P, Awaitable[T]]) -> AsyncCachedFunction[P, T]:
-            if not is_our_kind(fn):
-                raise ConfigurationError(KIND_HINT)
-            builder = KeyBuilder(fn, key, static_tags)
-            build = builder.compile()
-            l1 = self._l1_map
-            counters = self._counters
-
-            @functools.wraps(fn)
-            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-                k = build(args, kwargs)
-                entry = l1.get(k)
-                if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
-                    entry.visited = True
-                    counters.l1_hits += 1
-                    return cast(T, entry.value)
-                return cast(
-                    T,
-                    await self._miss(
-                        k,
-                        functools.partial(fn, *args, **kwargs),
-                        call_ttl,
-                        builder.tags(static_tags, args, kwargs),
-                        type,
-                    ),
-                )
-
-            async def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
-                return await self.invalidate(build(args, kwargs))
-
-            def key_for(*args: P.args, **kwargs: P.kwargs) -> str:
-                return build(args, kwargs)
-
-            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-            wrapper.key_for = key_for  # type: ignore[attr-defined]
-            return cast(AsyncCachedFunction[P, T], wrapper)
-
-        return decorate
+        return cached_decorator(self, call_ttl, tuple(tags), key, type)
 
     # --------------------------------------------------------------- plumbing
 
