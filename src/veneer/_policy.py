@@ -10,13 +10,22 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from ._codec import Envelope
 
-__all__ = ["FillPlan", "Verdict", "judge", "plan_fill", "stamp_expiry_seconds"]
+__all__ = [
+    "FillPlan",
+    "Verdict",
+    "jittered",
+    "judge",
+    "lease_backoff",
+    "plan_fill",
+    "stamp_expiry_seconds",
+    "xfetch_due",
+]
 
 # Stamps outlive every entry that could carry them (see stamp_expiry_seconds).
 _STAMP_MARGIN: Final = 2.0
@@ -122,8 +131,3 @@ def stamp_expiry_seconds(max_ttl: float) -> int:
     with a new version, never as "absent": an old entry cannot match it again.
     """
     return int(max(7 * 86_400.0, _STAMP_MARGIN * max_ttl))
-
-
-def stamp_keys_needed(tags: Sequence[str]) -> tuple[str, ...]:
-    """Tags in a stable order with duplicates removed (the envelope stores them once)."""
-    return tuple(dict.fromkeys(tags))

@@ -66,7 +66,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
-_REDIS_ERRORS = REDIS_ERRORS
 _UNAVAILABLE: Any = object()
 _FAILED: Any = object()
 _CORRUPT: Any = object()
@@ -76,9 +75,6 @@ _monotonic = time.monotonic
 _wall = time.time
 
 Versions = tuple[int, dict[str, int]]
-
-
-_token = new_token
 
 
 def _endpoint(client: Any) -> str:
@@ -169,7 +165,7 @@ class AsyncCache:
             self._layout,
             trust_seconds=opts.stamp_ttl,
             redis_expiry=stamp_expiry_seconds(opts.max_ttl),
-            errors=_REDIS_ERRORS,
+            errors=REDIS_ERRORS,
             on_error=self._redis_failed,
         )
         self._sender = f"{random.getrandbits(64):016x}"
@@ -180,7 +176,7 @@ class AsyncCache:
             self._counters,
             sender=self._sender,
             broadcast=opts.broadcast,
-            errors=_REDIS_ERRORS,
+            errors=REDIS_ERRORS,
             on_error=self._redis_failed,
             warn=self._warn,
             monitor_every=opts.monitor_every,
@@ -441,7 +437,7 @@ class AsyncCache:
         or the wait ran out: load without filling.
         """
         value_key, lease_key = self._guarded_keys(key)
-        token = _token()
+        token = new_token()
         deadline = _monotonic() + self.options.lease_wait_seconds
         attempt = 0
         while True:
@@ -449,7 +445,7 @@ class AsyncCache:
                 got, raw = await self._l2.get_or_lease(
                     value_key, lease_key, token, self._lease_px, force
                 )
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 return "none", None
             if raw is not None:
@@ -483,7 +479,7 @@ class AsyncCache:
         """For an entry that is stale (or due early, XFetch), or missing after a restart:
         the refresh this caller won, or None when another caller holds the refresh lease,
         the entry changed since it was read, or Redis failed."""
-        token = _token()
+        token = new_token()
         if self.options.leases:
             try:
                 claimed = await self._l2.claim_refresh(
@@ -491,7 +487,7 @@ class AsyncCache:
                 )
                 if not claimed:
                     return None
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 return None
         self._counters.refreshes += 1
@@ -532,7 +528,7 @@ class AsyncCache:
         started = time.perf_counter()
         try:
             raw = await self._l2.get(self._layout.value(key).encode("utf-8", "surrogatepass"))
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return _UNAVAILABLE
         self._l2_latency.record(time.perf_counter() - started)
@@ -652,7 +648,7 @@ class AsyncCache:
         data, px, _fresh = encoded
         try:
             await self._l2.set_and_revoke(*self._guarded_keys(key), data, px)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             self._invalidations.queue(("k", key))
             return
@@ -690,7 +686,7 @@ class AsyncCache:
                 # Revoked by an invalidation (or expired): the value may predate it.
                 self._counters.fills_refused += 1
                 return False
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return False
         self._remember(key, value, fresh_seconds, len(data), tags, seq)
@@ -762,7 +758,7 @@ class AsyncCache:
     async def _release(self, key: str, token: bytes) -> None:
         try:
             await self._l2.release_lease(self._guarded_keys(key)[1], token)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)  # the lease expires by itself after lease_ttl
 
     async def _record_fill(self, key: str) -> None:
@@ -775,7 +771,7 @@ class AsyncCache:
             return
         try:
             await self._l2.record_key(self._registry_key, key, _wall(), self._stamps.redis_expiry)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
 
     async def recent_keys(self, limit: int = 1000) -> list[str]:
@@ -783,7 +779,7 @@ class AsyncCache:
         at most 1000): the bounded sample ``veneer verify`` checks. No SCAN involved."""
         try:
             return await self._l2.recent_keys(self._registry_key, min(limit, 1000))
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return []
 
@@ -873,7 +869,7 @@ class AsyncCache:
         self._l1_live = self.options.l1_size > 0
         try:
             run_id = await self._l2.run_id()
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             run_id = ""
         if run_id:

@@ -67,7 +67,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
-_REDIS_ERRORS = REDIS_ERRORS
 _UNAVAILABLE: Any = object()
 _FAILED: Any = object()
 _CORRUPT: Any = object()
@@ -77,9 +76,6 @@ _monotonic = time.monotonic
 _wall = time.time
 
 Versions = tuple[int, dict[str, int]]
-
-
-_token = new_token
 
 
 def _endpoint(client: Any) -> str:
@@ -170,7 +166,7 @@ class Cache:
             self._layout,
             trust_seconds=opts.stamp_ttl,
             redis_expiry=stamp_expiry_seconds(opts.max_ttl),
-            errors=_REDIS_ERRORS,
+            errors=REDIS_ERRORS,
             on_error=self._redis_failed,
         )
         self._sender = f"{random.getrandbits(64):016x}"
@@ -181,7 +177,7 @@ class Cache:
             self._counters,
             sender=self._sender,
             broadcast=opts.broadcast,
-            errors=_REDIS_ERRORS,
+            errors=REDIS_ERRORS,
             on_error=self._redis_failed,
             warn=self._warn,
             monitor_every=opts.monitor_every,
@@ -440,13 +436,13 @@ class Cache:
         or the wait ran out: load without filling.
         """
         value_key, lease_key = self._guarded_keys(key)
-        token = _token()
+        token = new_token()
         deadline = _monotonic() + self.options.lease_wait_seconds
         attempt = 0
         while True:
             try:
                 got, raw = self._l2.get_or_lease(value_key, lease_key, token, self._lease_px, force)
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 return "none", None
             if raw is not None:
@@ -480,7 +476,7 @@ class Cache:
         """For an entry that is stale (or due early, XFetch), or missing after a restart:
         the refresh this caller won, or None when another caller holds the refresh lease,
         the entry changed since it was read, or Redis failed."""
-        token = _token()
+        token = new_token()
         if self.options.leases:
             try:
                 claimed = self._l2.claim_refresh(
@@ -488,7 +484,7 @@ class Cache:
                 )
                 if not claimed:
                     return None
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 return None
         self._counters.refreshes += 1
@@ -529,7 +525,7 @@ class Cache:
         started = time.perf_counter()
         try:
             raw = self._l2.get(self._layout.value(key).encode("utf-8", "surrogatepass"))
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return _UNAVAILABLE
         self._l2_latency.record(time.perf_counter() - started)
@@ -649,7 +645,7 @@ class Cache:
         data, px, _fresh = encoded
         try:
             self._l2.set_and_revoke(*self._guarded_keys(key), data, px)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             self._invalidations.queue(("k", key))
             return
@@ -687,7 +683,7 @@ class Cache:
                 # Revoked by an invalidation (or expired): the value may predate it.
                 self._counters.fills_refused += 1
                 return False
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return False
         self._remember(key, value, fresh_seconds, len(data), tags, seq)
@@ -759,7 +755,7 @@ class Cache:
     def _release(self, key: str, token: bytes) -> None:
         try:
             self._l2.release_lease(self._guarded_keys(key)[1], token)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)  # the lease expires by itself after lease_ttl
 
     def _record_fill(self, key: str) -> None:
@@ -772,7 +768,7 @@ class Cache:
             return
         try:
             self._l2.record_key(self._registry_key, key, _wall(), self._stamps.redis_expiry)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
 
     def recent_keys(self, limit: int = 1000) -> list[str]:
@@ -780,7 +776,7 @@ class Cache:
         at most 1000): the bounded sample ``veneer verify`` checks. No SCAN involved."""
         try:
             return self._l2.recent_keys(self._registry_key, min(limit, 1000))
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return []
 
@@ -870,7 +866,7 @@ class Cache:
         self._l1_live = self.options.l1_size > 0
         try:
             run_id = self._l2.run_id()
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             run_id = ""
         if run_id:
