@@ -294,7 +294,9 @@ async def shed_scenario(cache: AsyncCache, source: Source, redis_server: RedisSe
     assert source.peak <= 3
     assert outcomes["overloaded"] > 0 and outcomes["value"] > 0
     assert stats.source_shed >= outcomes["overloaded"]
-    assert peak_waiting <= 40 - 3  # every waiter is a caller; the queue cannot grow past them
+    # Every waiter is a caller (a slot just freed may not be retaken yet, so up to all
+    # 40 can be waiting at one instant); what bounds the queue is the 0.2 s timeout.
+    assert peak_waiting <= 40
     assert took < 5 * (0.3 + 0.2) + 2  # nobody queues for long
 
     # Control: naive cache-aside lets every caller hit the source at once.
