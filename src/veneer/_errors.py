@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "RedisDown",
     "RedisUnavailable",
     "SourceOverloaded",
     "UnencodableValue",
@@ -26,6 +27,19 @@ class RedisUnavailable(VeneerError):
     Reads never raise it: they fall back to the source. Use ``check()`` in start-up
     and health checks to see why the cache is bypassed.
     """
+
+
+class RedisDown(VeneerError):
+    """A component's Redis call was not served: unreachable, too slow, its breaker open,
+    or refused by the server. veneer's components catch it and apply their outage
+    policy; it never reaches an application through them.
+
+    ``breaker_open`` is True when the call was refused without reaching Redis.
+    """
+
+    def __init__(self, message: str, *, breaker_open: bool = False) -> None:
+        super().__init__(message)
+        self.breaker_open = breaker_open
 
 
 class ValueTooLarge(VeneerError, ValueError):

@@ -32,6 +32,7 @@ from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from . import _batches
+from ._access import AsyncRedisAccess
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
 from ._concurrency import (
@@ -915,6 +916,19 @@ class AsyncCache:
                 return False
             await sleep(0.005)
         return True
+
+    # ------------------------------------------------------------- components
+
+    def redis_access(self, component: str, /) -> AsyncRedisAccess:
+        """Redis for one of veneer's components (rate limits, counters, flags), behind this
+        cache's deadlines and circuit breakers; see ``veneer._async._access``."""
+        return AsyncRedisAccess(
+            self._l2,
+            self._layout,
+            component,
+            redis_timeout=self.options.redis_timeout,
+            on_failure=self._redis_failed,
+        )
 
     # -------------------------------------------------------------- decorator
 

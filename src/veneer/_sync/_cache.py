@@ -33,6 +33,7 @@ from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from . import _batches
+from ._access import RedisAccess
 from ._broadcast import BroadcastSubscriber
 from ._cluster_io import ClusterL2
 from ._concurrency import (
@@ -912,6 +913,19 @@ class Cache:
                 return False
             sleep(0.005)
         return True
+
+    # ------------------------------------------------------------- components
+
+    def redis_access(self, component: str, /) -> RedisAccess:
+        """Redis for one of veneer's components (rate limits, counters, flags), behind this
+        cache's deadlines and circuit breakers; see ``veneer._sync._access``."""
+        return RedisAccess(
+            self._l2,
+            self._layout,
+            component,
+            redis_timeout=self.options.redis_timeout,
+            on_failure=self._redis_failed,
+        )
 
     # -------------------------------------------------------------- decorator
 
