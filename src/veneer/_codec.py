@@ -27,13 +27,17 @@ from typing import Any, Final, Protocol
 import msgspec
 import zstandard
 
+from ._keys import MAX_TAG_BYTES, MAX_TAGS
+
 __all__ = [
     "Codec",
     "CorruptEntry",
+    "EntryTooLarge",
     "Envelope",
     "EnvelopeCodec",
     "JsonCodec",
     "MsgpackCodec",
+    "Payload",
     "PickleCodec",
     "codec_from_option",
 ]
@@ -191,6 +195,14 @@ def _lz4() -> Any:
     return lz4.frame
 
 
+class EntryTooLarge(ValueError):
+    """An entry above the size limit (raised while encoding; the front names the key)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes encoded")
+        self.size = size
+
+
 @dataclass(slots=True)
 class Envelope:
     """A decoded entry: the value and what veneer needs to know about it."""
@@ -205,15 +217,47 @@ class Envelope:
     raw: bytes = b""  # the bytes read, filled in by the reader (its header identifies it)
 
 
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A value encoded by the codec and maybe compressed: all the work that can fail,
+    done before an envelope (which needs the current stamps) is sealed around it."""
+
+    data: bytes
+    compression: int
+    raw: bytes  # the codec's output, before compression
+    negative: bool
+
+
 class EnvelopeCodec:
-    """Encodes values into envelopes and back; built once per cache, reused on every call."""
+    """Encodes values into envelopes and back; built once per cache, reused on every call.
 
-    __slots__ = ("_codec", "_compress_above", "_compression", "_lz4", "_zstd", "codec")
+    ``max_bytes`` bounds an entry as it would be uncompressed (header, tags and
+    payload), when writing and when reading: whoever can write to Redis cannot
+    make a read inflate a small entry into a large one (a decompression bomb).
+    """
 
-    def __init__(self, codec: Codec, *, compression: str, compress_above: int) -> None:
+    __slots__ = (
+        "_codec",
+        "_compress_above",
+        "_compression",
+        "_lz4",
+        "_max_bytes",
+        "_zstd",
+        "codec",
+    )
+
+    def __init__(
+        self,
+        codec: Codec,
+        *,
+        compression: str,
+        compress_above: int,
+        max_bytes: int = 1024 * 1024,
+    ) -> None:
         self.codec = codec
         self._codec = {codec.codec_id: codec}
         self._compress_above = compress_above
+        self._max_bytes = max_bytes
         self._zstd = _Zstd()
         self._lz4: Any = None
         if compression == "zstd":
@@ -236,30 +280,62 @@ class EnvelopeCodec:
         ns_epoch: int,
         tags: Sequence[tuple[str, int]] = (),
     ) -> bytes:
+        return self.seal(
+            self.prepare(value),
+            fresh_until=fresh_until,
+            load_seconds=load_seconds,
+            ns_epoch=ns_epoch,
+            tags=tags,
+        )
+
+    def prepare(self, value: Any, /) -> Payload:
+        """Encode (and maybe compress) ``value``; raises what the codec raises, or
+        :class:`EntryTooLarge` before compressing a payload that cannot fit."""
         negative = value is None
-        payload = b"" if negative else self.codec.encode(value)
-        compression = COMPRESSION_NONE
-        if self._compression and len(payload) > self._compress_above:
-            compressed = self._compress(payload)
-            if len(compressed) < len(payload):
-                payload = compressed
-                compression = self._compression
-        flags = self.codec.codec_id | (compression << _FLAG_COMPRESSION_SHIFT)
-        if negative:
+        raw = b"" if negative else self.codec.encode(value)
+        if HEADER_SIZE + len(raw) > self._max_bytes:
+            raise EntryTooLarge(HEADER_SIZE + len(raw))
+        if self._compression and len(raw) > self._compress_above:
+            compressed = self._compress(raw)
+            if len(compressed) < len(raw):
+                return Payload(compressed, self._compression, raw, negative)
+        return Payload(raw, COMPRESSION_NONE, raw, negative)
+
+    def seal(
+        self,
+        payload: Payload,
+        /,
+        *,
+        fresh_until: float,
+        load_seconds: float,
+        ns_epoch: int,
+        tags: Sequence[tuple[str, int]] = (),
+    ) -> bytes:
+        """The envelope around a prepared payload; raises ValueError for tags over the
+        limits (MAX_TAGS, MAX_TAG_BYTES) and :class:`EntryTooLarge`."""
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"{len(tags)} tags on one entry, above the limit of {MAX_TAGS}")
+        flags = self.codec.codec_id | (payload.compression << _FLAG_COMPRESSION_SHIFT)
+        if payload.negative:
             flags |= _FLAG_NEGATIVE
         head = _HEADER.pack(
             FORMAT_VERSION, flags, fresh_until, load_seconds, ns_epoch & 0xFFFFFFFFFFFFFFFF,
             len(tags),
         )  # fmt: skip
         if not tags:
-            return head + payload
+            return head + payload.data
         parts = [head]
         for name, version in tags:
             raw = name.encode()
+            if not 0 < len(raw) <= MAX_TAG_BYTES:
+                raise ValueError(f"tag of {len(raw)} bytes: a tag must be 1 to {MAX_TAG_BYTES}")
             parts.append(_TAG_HEAD.pack(len(raw)))
             parts.append(raw)
             parts.append(_TAG_VERSION.pack(version & 0xFFFFFFFFFFFFFFFF))
-        parts.append(payload)
+        tags_size = sum(map(len, parts)) - HEADER_SIZE
+        if HEADER_SIZE + tags_size + len(payload.raw) > self._max_bytes:
+            raise EntryTooLarge(HEADER_SIZE + tags_size + len(payload.raw))
+        parts.append(payload.data)
         return b"".join(parts)
 
     def decode(self, data: bytes, /, type: Any = None) -> Envelope:
@@ -269,11 +345,17 @@ class EnvelopeCodec:
             raise CorruptEntry(f"short or non-bytes entry: {exc}") from None
         if version != FORMAT_VERSION:
             raise CorruptEntry(f"unknown envelope format version {version}")
+        if len(data) > self._max_bytes:
+            raise CorruptEntry(f"entry of {len(data)} bytes, above max_value_bytes")
+        if ntags > MAX_TAGS:
+            raise CorruptEntry(f"{ntags} tags, above the limit of {MAX_TAGS}")
         offset = HEADER_SIZE
         tags: dict[str, int] = {}
         try:
             for _ in range(ntags):
                 (length,) = _TAG_HEAD.unpack_from(data, offset)
+                if length > MAX_TAG_BYTES:
+                    raise CorruptEntry(f"tag of {length} bytes, above the limit")
                 offset += 2
                 name = data[offset : offset + length].decode()
                 offset += length
@@ -290,7 +372,7 @@ class EnvelopeCodec:
         try:
             compression = (flags & _FLAG_COMPRESSION_MASK) >> _FLAG_COMPRESSION_SHIFT
             if compression:
-                payload = self._decompress(compression, payload)
+                payload = self._decompress(compression, payload, self._max_bytes - offset)
             value = codec.decode(payload, type=type)
         except CorruptEntry:
             raise
@@ -312,10 +394,11 @@ class EnvelopeCodec:
         unpack = _HEADER.unpack_from
         decode = self.codec.decoder_for(type)
         plain_flags = self.codec.codec_id
+        limit = self._max_bytes
         out: list[tuple[Any, float, int] | None] = []
         append = out.append
         for data in raws:
-            if data is None or len(data) < HEADER_SIZE:
+            if data is None or not HEADER_SIZE <= len(data) <= limit:
                 append(None)
                 continue
             version, flags, fresh_until, _, ns_epoch, ntags = unpack(data)
@@ -333,9 +416,34 @@ class EnvelopeCodec:
             return bytes(self._zstd.compressor.compress(payload))
         return bytes(self._lz4.compress(payload))
 
-    def _decompress(self, compression: int, payload: bytes) -> bytes:
+    def _decompress(self, compression: int, payload: bytes, limit: int) -> bytes:
+        """At most ``limit`` bytes out, whatever the frame claims or holds: a claimed size
+        above it costs nothing, and a frame without one is inflated in bounded steps."""
         if compression == COMPRESSION_ZSTD:
-            return bytes(self._zstd.decompressor.decompress(payload))
+            claimed = zstandard.frame_content_size(payload)
+            if claimed > limit:
+                raise CorruptEntry(f"zstd frame claims {claimed} bytes, above {limit}")
+            if claimed >= 0:  # zstd checks that the frame holds exactly what it claims
+                return bytes(self._zstd.decompressor.decompress(payload))
+            reader = self._zstd.decompressor.stream_reader(payload)
+            return _bounded(reader.read, limit)
         if compression == COMPRESSION_LZ4:
-            return bytes((self._lz4 or _lz4()).decompress(payload))
+            decompressor = (self._lz4 or _lz4()).LZ4FrameDecompressor()
+            out = bytes(decompressor.decompress(payload, max_length=limit + 1))
+            if len(out) > limit or not decompressor.eof:
+                raise CorruptEntry(f"lz4 frame inflates above {limit} bytes (or is cut)")
+            return out
         raise CorruptEntry(f"unknown compression id {compression}")
+
+
+def _bounded(read: Callable[[int], bytes], limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = read(min(limit + 1 - total, 1 << 20) or 1)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise CorruptEntry(f"compressed payload inflates above {limit} bytes")
+        chunks.append(chunk)

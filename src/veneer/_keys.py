@@ -18,12 +18,84 @@ so the tag always starts at the ``{`` veneer put there and ends at the first
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["KeyLayout", "validate_namespace"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_TAGS",
+    "MAX_TAG_BYTES",
+    "KeyLayout",
+    "check_key",
+    "check_tag",
+    "check_tags",
+    "validate_namespace",
+]
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_KEY_BYTES: Final = 4096
+"""Longest user key, in UTF-8 bytes (a longer one is a ValueError: hash it instead)."""
+MAX_TAGS: Final = 64
+"""Most tags on one entry (the envelope refuses more, also when decoding)."""
+MAX_TAG_BYTES: Final = 1024
+"""Longest tag name, in UTF-8 bytes."""
+
+
+def _shown(text: object) -> str:
+    if not isinstance(text, str):
+        return repr(text)
+    return repr(text) if len(text) <= 60 else repr(text[:40]) + f"... ({len(text)} characters)"
+
+
+def _utf8(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError(f"a cache {what} must be a str, got {text.__class__.__name__}: {text!r}")
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} {_shown(text)} holds a lone surrogate at position {exc.start}: it cannot "
+            f"be stored or broadcast as UTF-8; pass valid Unicode text (decode bytes with "
+            f"errors='replace', or hash the {what})"
+        ) from None
+
+
+def check_key(key: object) -> str:
+    """``key`` if veneer can store it: a str that encodes as UTF-8 in at most MAX_KEY_BYTES.
+
+    Checked before any work, so an operation is refused whole, never half-applied.
+    """
+    size = len(_utf8(key, "key"))
+    if size > MAX_KEY_BYTES:
+        raise ValueError(
+            f"key {_shown(key)} is {size} bytes in UTF-8, above the limit of {MAX_KEY_BYTES}; "
+            "use a shorter key (for example a hash of the long one)"
+        )
+    return key  # type: ignore[return-value]  # _utf8 checked it is a str
+
+
+def check_tag(tag: object) -> str:
+    size = len(_utf8(tag, "tag"))
+    if size > MAX_TAG_BYTES or size == 0:
+        raise ValueError(
+            f"tag {_shown(tag)} is {size} bytes in UTF-8: a tag must be 1 to {MAX_TAG_BYTES} bytes"
+        )
+    return tag  # type: ignore[return-value]
+
+
+def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """The distinct tags, in order, after checking each and their number (MAX_TAGS)."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of names, not the str {_shown(tags)}")
+    unique = tuple(dict.fromkeys(tags))
+    if len(unique) > MAX_TAGS:
+        raise ValueError(
+            f"{len(unique)} tags on one entry, above the limit of {MAX_TAGS}; tag by a "
+            "coarser group, or invalidate keys one by one"
+        )
+    for tag in unique:
+        check_tag(tag)
+    return unique
 
 
 def validate_namespace(namespace: object) -> str:
@@ -59,12 +131,19 @@ class KeyLayout:
         return self._value_prefix + key + "}"
 
     def encoded_values(self, keys: list[str]) -> list[bytes]:
-        """Value keys as bytes for a batch (the batched read path: kept tight)."""
+        """Value keys as bytes for a batch (the batched read path: kept tight); raises
+        like :func:`check_key` for a key that cannot be stored, before any I/O."""
         prefix = self._value_prefix
         try:
-            return [f"{prefix}{key}}}".encode() for key in keys]
-        except UnicodeEncodeError:  # a lone surrogate somewhere: keep it, as value() does
-            return [f"{prefix}{key}}}".encode("utf-8", "surrogatepass") for key in keys]
+            encoded = [f"{prefix}{key}}}".encode() for key in keys]
+        except (UnicodeEncodeError, TypeError):
+            for key in keys:
+                check_key(key)
+            raise
+        if encoded and max(map(len, encoded)) > len(prefix) + 1 + MAX_KEY_BYTES:
+            for key in keys:
+                check_key(key)
+        return encoded
 
     def lease(self, key: str) -> str:
         return self._value_prefix + key + "}:lease"

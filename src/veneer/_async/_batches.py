@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._codec import Envelope
+from .._keys import check_key, check_tags
 from .._policy import judge
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
+from .._types import conform
 from ._concurrency import ManyLoader
 from ._redis_io import REDIS_ERRORS, new_token
 
@@ -42,7 +44,7 @@ async def get_or_load_many(
 ) -> dict[str, Any]:
     ttl_s = cache.options.resolve_ttl(ttl)
     ordered = list(dict.fromkeys(keys))
-    tag_list = tuple(dict.fromkeys(tags))
+    tag_list = check_tags(tags)
     found, missing, available, seq = await _lookup_many(cache, ordered, type)
     if not missing:
         return {key: found[key] for key in ordered}
@@ -62,6 +64,8 @@ async def get_or_load_many(
                 f"got {loaded.__class__.__name__}"
             )
         values = {key: loaded.get(key) for key in missing}
+        if type is not None:
+            values = {key: conform(value, type, key) for key, value in values.items()}
         if versions is not None:
             await _fill_many(
                 cache,
@@ -120,6 +124,8 @@ async def _lookup_many(
     requested = keys
     marks = _open_marks.get()
     if marks:
+        for key in keys:
+            check_key(key)  # the bypassed keys never reach the batch encoder's check
         # Keys an open transaction will invalidate are misses, whatever the tiers hold.
         namespace = cache.options.namespace
         keys = [key for key in keys if not bypasses(marks, namespace, key)]

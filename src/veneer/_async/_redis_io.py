@@ -39,6 +39,7 @@ __all__ = [
     "client_like",
     "is_cluster",
     "new_token",
+    "parse_stamp",
 ]
 
 # What says "this Redis is unhealthy" to the breaker. A ResponseError (a bad
@@ -66,11 +67,24 @@ REGISTRY_SIZE = 1000
 # Every script touches one value key and its lease, which share a hash slot.
 # A miss reads the value again and, if it is missing (or the caller found it
 # unusable: ARGV[3] = '1'), takes the lease. Returns {lease taken, value}.
+# veneer writes every lease with a TTL: a lease without one was written by
+# something else and is taken over; one that lives longer than this caller's
+# leases is cut to that, so a hostile lease stalls callers at most one lease_ttl.
 GET_OR_LEASE = """
 local v = redis.call('GET', KEYS[1])
 local got = 0
 if ARGV[3] == '1' or not v then
-  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then got = 1 end
+  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    got = 1
+  else
+    local ttl = redis.call('PTTL', KEYS[2])
+    if ttl == -1 then
+      redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+      got = 1
+    elseif ttl > tonumber(ARGV[2]) then
+      redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    end
+  end
 end
 return {got, v}
 """
@@ -192,6 +206,17 @@ def _script_op(script: Any, keys: list[bytes], args: list[Any]) -> Callable[[Any
         await script(keys=keys, args=args, client=pipe)
 
     return add
+
+
+def parse_stamp(reply: Any) -> int:
+    """A stamp's version, or 0 for bytes that are not one (0 is never a valid version:
+    :func:`new_version` makes odd 63-bit numbers). Whoever can write to Redis must not
+    be able to raise an exception in a reader by writing garbage into a stamp."""
+    try:
+        version = int(reply)
+    except (TypeError, ValueError):
+        return 0
+    return version if 0 < version < 1 << 63 else 0
 
 
 def _pack_get(key: bytes) -> bytes:
@@ -467,9 +492,20 @@ class AsyncL2:
 
         replies = await self._pipeline([op(k, v) for k, v in zip(keys, fresh, strict=True)])
         return [
-            version if reply is None else int(reply)
+            version if reply is None else parse_stamp(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
         ]
+
+    async def overwrite_stamps(self, items: list[tuple[bytes, int]], ex: int) -> None:
+        """Replace stamps that hold no valid version (written by something else)."""
+
+        def op(key: bytes, version: int) -> Op:
+            async def add(pipe: Any) -> None:
+                pipe.set(key, version, ex=ex)
+
+            return key, add
+
+        await self._pipeline([op(k, v) for k, v in items])
 
     async def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
@@ -486,7 +522,7 @@ class AsyncL2:
         members = await self._call_on(
             [registry], self.client.zrevrange, registry, 0, max(0, count - 1)
         )
-        return [m.decode("utf-8", "surrogatepass") for m in members]
+        return [m.decode("utf-8", "replace") for m in members]
 
     # ------------------------------------------------------------- broadcast
 

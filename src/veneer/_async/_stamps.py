@@ -73,14 +73,35 @@ class AsyncStampBook:
             except self._errors as exc:
                 self._on_error(exc)
                 return None
+            repaired = await self._repair(missing, fetched)
+            if repaired is None:
+                return None
             valid_until = _monotonic() + self._trust
             if len(known) > _MAX_STAMPS:
                 known.clear()
-            for stamp, version in zip(missing, fetched, strict=True):
+            for stamp, version in zip(missing, repaired, strict=True):
                 found[stamp] = version
                 if seq == self._seq:
                     known[stamp] = (version, valid_until)
         return found[wanted[0]], {tag: found[layout.tag(tag)] for tag in tags}
+
+    async def _repair(self, stamps: list[str], fetched: list[int]) -> list[int] | None:
+        """Replace the stamps that held garbage (0) with new versions: entries written
+        under them become misses, as after an invalidation, and readers never fail."""
+        if all(fetched):
+            return fetched
+        repaired = [version or new_version() for version in fetched]
+        broken = [
+            (stamp.encode(), version)
+            for stamp, old, version in zip(stamps, fetched, repaired, strict=True)
+            if not old
+        ]
+        try:
+            await self._l2.overwrite_stamps(broken, self.redis_expiry)
+        except self._errors as exc:
+            self._on_error(exc)
+            return None
+        return repaired
 
     async def bump(self, stamp: str) -> tuple[int, bool]:
         """Write a new version: (version, replicated). Raises on Redis errors (the caller

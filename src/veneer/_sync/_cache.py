@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
-import msgspec
-
 from .._breaker import CircuitBreaker
-from .._codec import HEADER_SIZE, CorruptEntry, Envelope, EnvelopeCodec, codec_from_option
+from .._codec import (
+    HEADER_SIZE,
+    CorruptEntry,
+    EntryTooLarge,
+    Envelope,
+    EnvelopeCodec,
+    Payload,
+    codec_from_option,
+)
 from .._errors import (
     ConfigurationError,
     RedisUnavailable,
@@ -25,13 +32,14 @@ from .._errors import (
     ValueTooLarge,
     describe_redis_failure,
 )
-from .._keys import KeyLayout
+from .._keys import KeyLayout, check_key, check_tag, check_tags
 from .._l1 import L1Store
 from .._options import CacheOptions
 from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
+from .._types import TypeDrift, loader_site
 from . import _batches
 from ._access import RedisAccess
 from ._broadcast import BroadcastSubscriber
@@ -49,6 +57,7 @@ from ._concurrency import (
 )
 from ._decorator import CachedFunction, cached_decorator
 from ._invalidations import Invalidations, decode_message
+from ._loaders import conformed, watched
 from ._redis_io import (
     L2,
     REDIS_ERRORS,
@@ -123,10 +132,14 @@ class Cache:
         try:
             codec = codec_from_option(opts.codec)
             self._envelopes = EnvelopeCodec(
-                codec, compression=opts.compression, compress_above=opts.compress_above
+                codec,
+                compression=opts.compression,
+                compress_above=opts.compress_above,
+                max_bytes=opts.max_value_bytes,
             )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        self._drift = TypeDrift(codec.encode, codec.decode)
 
         def breaker(name: str) -> CircuitBreaker:
             return CircuitBreaker(
@@ -226,6 +239,7 @@ class Cache:
             self._counters.l1_hits += 1
             return entry.value
         self._counters.l1_misses += 1
+        check_key(key)
         marks = _open_marks.get()
         if marks and bypasses(marks, self.options.namespace, key):
             return default
@@ -270,8 +284,15 @@ class Cache:
         self, key: str, loader: Callable[[], Any], ttl: float | None, tags: Sequence[str], type: Any
     ) -> Any:
         self._counters.l1_misses += 1
+        check_key(key)
         ttl_s = self.options.resolve_ttl(ttl)
-        tag_list = tuple(dict.fromkeys(tags))
+        tag_list = check_tags(tags)
+        if type is not None:
+            loader = conformed(loader, type, key)
+        else:
+            site = loader_site(loader)
+            if self._drift.watching(site):
+                loader = watched(loader, self._drift, site, key, self.options.namespace)
         marks = _open_marks.get()
         if marks and bypasses(marks, self.options.namespace, key, tag_list):
             # This context's open transaction will invalidate the key: read the source.
@@ -525,7 +546,7 @@ class Cache:
         do not decode, or ``_UNAVAILABLE``."""
         started = time.perf_counter()
         try:
-            raw = self._l2.get(self._layout.value(key).encode("utf-8", "surrogatepass"))
+            raw = self._l2.get(self._layout.value(key).encode())
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return _UNAVAILABLE
@@ -632,8 +653,14 @@ class Cache:
         their L1 copy. If Redis is unreachable the write is skipped and an
         invalidation of the key is queued, so no process keeps the old value.
         """
+        check_key(key)
         ttl_s = self.options.resolve_ttl(ttl)
-        tag_list = tuple(dict.fromkeys(tags))
+        tag_list = check_tags(tags)
+        # Every check that can refuse the value runs before anything changes.
+        payload = self._prepare(key, value, strict=True)
+        site = sys._getframe(1).f_code
+        if self._drift.watching(site):
+            self._drift.check(site, key, value, self.options.namespace)
         self._start()
         self._l1.discard(key)
         self._inv_seq += 1
@@ -641,7 +668,9 @@ class Cache:
         if versions is None:
             self._invalidations.queue(("k", key))
             return
-        encoded = self._encode(key, value, ttl_s, tag_list, versions, 0.0, strict=True)
+        encoded = self._encode(
+            key, value, ttl_s, tag_list, versions, 0.0, strict=True, payload=payload
+        )
         assert encoded is not None  # strict: raises instead
         data, px, _fresh = encoded
         try:
@@ -691,6 +720,35 @@ class Cache:
         self._record_fill(key)
         return True
 
+    def _prepare(self, key: str, value: Any, *, strict: bool) -> Payload | None:
+        """The codec's work on ``value``. Whatever it raises (TypeError, OverflowError for
+        an int msgpack cannot hold, RecursionError for deep nesting, a custom codec's own
+        error), a fill does not cache the value and returns it (None here); an explicit
+        ``set`` (strict) raises UnencodableValue or ValueTooLarge."""
+        try:
+            return self._envelopes.prepare(value)
+        except EntryTooLarge as exc:
+            self._too_large(key, exc.size, strict)
+            return None
+        except Exception as exc:
+            if strict:
+                raise UnencodableValue(
+                    f"value for key {key!r} cannot be encoded with codec "
+                    f"{self._envelopes.codec.name!r}: {exc.__class__.__name__}: {exc}"
+                ) from None
+            self._counters.not_cached_unencodable += 1
+            self._warn(f"value for key {key!r} not cached: codec cannot encode it ({exc!r})")
+            return None
+
+    def _too_large(self, key: str, size: int, strict: bool) -> None:
+        limit = self.options.max_value_bytes
+        if strict:
+            raise ValueTooLarge(key, size, limit)
+        self._counters.not_cached_too_large += 1
+        self._warn(
+            f"value for key {key!r} not cached: {size} bytes encoded, above max_value_bytes={limit}"
+        )
+
     def _encode(
         self,
         key: str,
@@ -701,6 +759,7 @@ class Cache:
         seconds: float,
         *,
         strict: bool,
+        payload: Payload | None = None,
     ) -> tuple[bytes, int, float] | None:
         opts = self.options
         epoch, tag_versions = versions
@@ -712,31 +771,20 @@ class Cache:
             negative_ttl=opts.negative_ttl,
             stale_ttl=opts.stale_ttl,
         )
+        if payload is None:
+            payload = self._prepare(key, value, strict=strict)
+            if payload is None:
+                return None
         try:
-            data = self._envelopes.encode(
-                value,
+            data = self._envelopes.seal(
+                payload,
                 fresh_until=plan.fresh_until,
                 load_seconds=seconds,
                 ns_epoch=epoch,
                 tags=[(tag, tag_versions[tag]) for tag in tags],
             )
-        except (TypeError, ValueError, msgspec.EncodeError) as exc:
-            if strict:
-                raise UnencodableValue(
-                    f"value for key {key!r} cannot be encoded with codec "
-                    f"{self._envelopes.codec.name!r}: {exc}"
-                ) from None
-            self._counters.not_cached_unencodable += 1
-            self._warn(f"value for key {key!r} not cached: codec cannot encode it ({exc})")
-            return None
-        if len(data) > opts.max_value_bytes:
-            if strict:
-                raise ValueTooLarge(key, len(data), opts.max_value_bytes)
-            self._counters.not_cached_too_large += 1
-            self._warn(
-                f"value for key {key!r} not cached: {len(data)} bytes encoded, above "
-                f"max_value_bytes={opts.max_value_bytes}"
-            )
+        except EntryTooLarge as exc:
+            self._too_large(key, exc.size, strict)
             return None
         return data, plan.px, plan.fresh_seconds
 
@@ -784,8 +832,8 @@ class Cache:
     def _guarded_keys(self, key: str) -> tuple[bytes, bytes]:
         layout = self._layout
         return (
-            layout.value(key).encode("utf-8", "surrogatepass"),
-            layout.lease(key).encode("utf-8", "surrogatepass"),
+            layout.value(key).encode(),
+            layout.lease(key).encode(),
         )
 
     # ------------------------------------------------------------ invalidation
@@ -796,6 +844,7 @@ class Cache:
         Returns True when Redis applied it now; False when Redis was unreachable
         and the invalidation was queued (it is retried until applied).
         """
+        check_key(key)
         entry = self._l1_map.get(key)
         self._l1.discard(key)
         self._inv_seq += 1
@@ -814,6 +863,7 @@ class Cache:
 
         Returns False when the invalidation had to be queued (see :meth:`invalidate`).
         """
+        check_tag(tag)
         self._l1.discard_tag(tag)
         self._inv_seq += 1
         self._start()

@@ -98,8 +98,8 @@ class Invalidations:
         watch = kind == "k" and self._monitor_every and random.randrange(self._monitor_every) == 0
         try:
             if kind == "k":
-                value_key = self._layout.value(name).encode("utf-8", "surrogatepass")
-                lease_key = self._layout.lease(name).encode("utf-8", "surrogatepass")
+                value_key = self._layout.value(name).encode()
+                lease_key = self._layout.lease(name).encode()
                 before = self._l2.get(value_key) if watch else None
                 # Deleting the lease revokes every fill in flight (the stale-set race),
                 # also when the value itself is absent.
@@ -130,7 +130,7 @@ class Invalidations:
 
     def _watch(self, key: str, before: bytes | None, l1_value: Any) -> None:
         """Check ``monitor_delay`` later that the invalidated value did not come back."""
-        value_key = self._layout.value(key).encode("utf-8", "surrogatepass")
+        value_key = self._layout.value(key).encode()
 
         def check() -> None:
             try:
