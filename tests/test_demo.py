@@ -44,3 +44,10 @@ def test_demo_on_postgresql_and_a_given_redis(redis_server: RedisServer) -> None
     assert results[0]["source_queries"] == 2000
     assert results[2]["source_queries"] <= 200
     assert "started a private redis-server" not in done.stderr
+    # A Redis given with --redis is left as it was found.
+    assert "removed the demo's" in done.stderr
+    client = redis_server.client()
+    try:
+        assert list(client.scan_iter(match="*veneer-demo*", count=1000)) == []
+    finally:
+        client.close()

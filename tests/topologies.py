@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from servers import RedisServer, free_port, redis_server_binary
+from servers import RedisServer, free_port, redis_server_binary, tls_support_problem
 
 
 def redis_cli_binary() -> str:
@@ -335,6 +335,9 @@ class TLSRedisServer(RedisServer):
     """A redis-server that speaks TLS only, with a certificate signed by ``material['ca']``."""
 
     def __init__(self, material: dict[str, Path]) -> None:
+        problem = tls_support_problem()
+        if problem:
+            raise RuntimeError(problem)  # a failure naming what is missing, never a skip
         self.tls_port = free_port()
         super().__init__(
             "--tls-port", str(self.tls_port),

@@ -71,3 +71,10 @@ def hold_lease_and_hang(url: str, namespace: str, lease_ttl: float, started: Any
 def source_value(key: str) -> int:
     """The 'source of truth' of the verify tests: item:N is worth N * 10."""
     return int(key.split(":")[1]) * 10
+
+
+def reload_raising_for_item_3(key: str) -> int:
+    """A reload that fails for one key (item:3) and agrees with the cache elsewhere."""
+    if key == "item:3":
+        raise RuntimeError("the source is down for item:3")
+    return int(key.split(":")[1])

@@ -22,7 +22,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._errors import ConfigurationError
 
-__all__ = ["Target", "Topology", "client_kwargs", "mask_url", "parse_target", "validate_url"]
+__all__ = [
+    "Target",
+    "Topology",
+    "client_kwargs",
+    "mask_url",
+    "parse_target",
+    "scrub",
+    "validate_url",
+]
 
 Topology = Literal["standalone", "cluster", "sentinel"]
 
@@ -33,7 +41,8 @@ def mask_url(url: str) -> str:
     """The URL with every password replaced by ``***`` (safe to print and to store)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
+        # Not a URL at all, but it may still hold "user:password@host".
+        return "***@" + url.rpartition("@")[2] if "@" in url else url
     # The authority ends at the first "/" or "?" after the last "@" (a password may contain "/").
     at = rest.rfind("@")
     head_end = len(rest)
@@ -115,11 +124,22 @@ def parse_target(url: str) -> Target:
     tls = base == "rediss"
     if base == "unix" or not kind:
         # Single servers: redis-py's own parser knows every option (db, TLS, timeouts).
-        parts = urlsplit(url)
+        # urllib's own messages quote the text it could not parse, which can be a
+        # password (``redis://u:pa#ss@host``): only veneer's messages are shown.
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise ConfigurationError(
+                f"bad Redis URL {masked!r}: unbalanced brackets around an IPv6 address"
+            ) from None
         try:
             parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL {masked!r}: {exc}") from None
+        except ValueError:
+            raise ConfigurationError(
+                f"bad Redis URL {masked!r}: the port is not a number from 0 to 65535. "
+                "Characters such as '#', '/', '?' and '@' in a password must be "
+                "percent-encoded (%23, %2F, %3F, %40)"
+            ) from None
         query = dict(parse_qsl(parts.query))
         # A unix URL's path is the socket; its db can only come from ?db=.
         db_text = query.get("db") or ("" if base == "unix" else parts.path.strip("/"))
@@ -172,6 +192,21 @@ def parse_target(url: str) -> Target:
         db=db,
         options=options,
     )
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a third-party message about ``url``) without the URL's secrets."""
+    target_secrets = [url]
+    _, sep, rest = url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else url.rpartition("@")[0]
+    if ":" in userinfo:
+        target_secrets += [userinfo.partition(":")[2], unquote(userinfo.partition(":")[2])]
+    for name, value in parse_qsl(urlsplit(url).query if sep else ""):
+        if _SECRET_PARAM.search(name):
+            target_secrets.append(value)
+    for secret in sorted(filter(None, target_secrets), key=len, reverse=True):
+        text = text.replace(secret, "***" if secret != url else mask_url(url))
+    return text
 
 
 def _int_option(text: str, masked: str) -> int:

@@ -36,10 +36,22 @@ class VerifyReport:
     """Sampled keys still in the cache (the others expired or were invalidated)."""
     diverged: int
     examples: list[Divergence] = field(default_factory=list)
+    reload_errors: int = 0
+    """Sampled entries whose reload raised: not measured, and counted against the gate."""
+    first_error: str = ""
+    redis_errors: int = 0
+    """Redis calls that failed during the run (their entries could not be read)."""
 
     @property
     def divergence(self) -> float:
-        return self.diverged / self.checked if self.checked else 0.0
+        """The share that diverges; entries whose reload failed count as diverging."""
+        measured = self.checked + self.reload_errors
+        return (self.diverged + self.reload_errors) / measured if measured else 0.0
+
+    @property
+    def measured_nothing(self) -> bool:
+        """True when no entry was compared: such a run must never pass a gate."""
+        return self.checked == 0
 
 
 def _normal(cache: Cache, value: Any) -> Any:
@@ -61,16 +73,28 @@ def verify(
     ``cache`` should have ``l1_size=0`` so the comparison reads Redis, not this
     process's own copies (``veneer verify`` builds it that way).
     """
+    if not 1 <= sample <= 1000:
+        raise ValueError(f"sample={sample} must be from 1 to 1000 (the registry's size)")
+    errors_before = cache.stats().redis_errors
     keys = cache.recent_keys(1000)
     chosen = random.Random(seed).sample(keys, min(sample, len(keys)))
-    checked = diverged = 0
+    checked = diverged = reload_errors = 0
+    first_error = ""
     found: list[Divergence] = []
     for key in chosen:
-        cached = cache.get(key, default=_MISSING)
+        try:
+            cached = cache.get(key, default=_MISSING)
+        except ValueError:  # a registry member that is not a valid key (written by others)
+            continue
         if cached is _MISSING:
             continue
+        try:
+            source = reload(key)
+        except Exception as exc:  # one bad key must not end the run
+            reload_errors += 1
+            first_error = first_error or f"{key!r}: {exc.__class__.__name__}: {exc}"
+            continue
         checked += 1
-        source = reload(key)
         if _normal(cache, source) != cached:
             diverged += 1
             if len(found) < examples:
@@ -82,4 +106,7 @@ def verify(
         checked=checked,
         diverged=diverged,
         examples=found,
+        reload_errors=reload_errors,
+        first_error=first_error,
+        redis_errors=cache.stats().redis_errors - errors_before,
     )

@@ -202,13 +202,14 @@ def _prefix(pattern: str, share: float) -> PrefixReport:
 
 
 def test_no_ttl_and_source_of_truth_rules() -> None:
-    """A mixed prefix is a TTL bug (no-ttl only); a mostly no-TTL prefix is also a store at risk."""
+    """A mixed prefix is a TTL bug (no-ttl); a mostly no-TTL prefix is a store at risk, reported
+    once (source-of-truth-risk, not no-ttl too)."""
     d = data(
         snapshot(),
         prefixes=[_prefix("mixed:*", 0.2), _prefix("store:*", 1.0), _prefix("few:*", 0.001)],
     )
     no_ttl = {f.prefix: f.severity for f in CHECKS["no-ttl"](d)}
-    assert no_ttl == {"mixed:*": Severity.MEDIUM, "store:*": Severity.MEDIUM, "few:*": Severity.LOW}
+    assert no_ttl == {"mixed:*": Severity.MEDIUM, "few:*": Severity.LOW}
     risk = list(CHECKS["source-of-truth-risk"](d))
     assert [f.prefix for f in risk] == ["store:*"]
     # allkeys-lfu may evict the only copy: high even with AOF and a replica.

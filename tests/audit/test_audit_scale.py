@@ -75,5 +75,5 @@ def test_million_keys_sampled_in_bounded_time_with_error_bars(million: RedisServ
     assert users.no_ttl_keys_share == 1.0
     assert 0.999 < users.no_ttl_keys_ci95[0] < 1.0  # sampled: never "exactly 100%"
     assert sessions.no_ttl_keys_share == 0.0 and 0.0 < sessions.no_ttl_keys_ci95[1] < 0.002
-    no_ttl = next(f for f in report.findings if f.id == "no-ttl")
+    no_ttl = next(f for f in report.findings if f.id == "source-of-truth-risk")
     assert no_ttl.prefix == "user:*" and "keys_margin95" in no_ttl.evidence

@@ -19,7 +19,6 @@ from veneer.audit.cli import audit
 def _expected_seeded(server: RedisServer) -> set[tuple[str, str]]:
     node = f"127.0.0.1:{server.port}"
     expected = {
-        ("no-ttl", "nottl:*"),
         ("source-of-truth-risk", "nottl:*"),
         ("eviction-policy", node),
         ("big-key", "blob:1"),
@@ -50,7 +49,8 @@ def test_seeded_instance_yields_exactly_its_antipatterns(seeded: RedisServer) ->
     truth = by_id[("source-of-truth-risk", "nottl:*")]
     assert truth.severity is Severity.HIGH  # no persistence: a restart loses it
     assert truth.evidence["keys_estimated"] == 500
-    assert by_id[("no-ttl", "nottl:*")].evidence["no_ttl_keys_share"] == 1.0
+    assert truth.evidence["no_ttl_keys_share"] == 1.0
+    assert truth.summary.startswith("nottl:*: 500 keys")  # read whole: no "~"
     assert by_id[("big-key", "blob:1")].severity is Severity.HIGH  # 2 MB is 20x the limit
     assert by_id[("big-key", "bighash:1")].evidence["length"] == 6000
     assert by_id[("slowlog-blocking", "KEYS")].evidence["keys_pattern"] == "*"
@@ -148,7 +148,7 @@ def test_managed_service_without_config_slowlog_acl_memory(tmp_path: Path) -> No
     blind = " ".join(report.blind_spots)
     for what in ("CONFIG GET", "SLOWLOG", "ACL LIST", "MEMORY USAGE"):
         assert what in blind
-    assert ("no-ttl", "nottl:*") in significant(report)
+    assert ("source-of-truth-risk", "nottl:*") in significant(report)
     prefix = report.prefixes[0]
     assert prefix.bytes_estimated is None and prefix.keys_estimated == 50
     # Without ACL LIST, connecting without a password proves the default user has none.
@@ -219,8 +219,10 @@ def test_tls_url_is_audited_over_tls(tmp_path: Path) -> None:
     """rediss:// with a CA file connects over TLS, and the no-TLS finding disappears."""
     import subprocess
 
-    from servers import free_port
+    from servers import free_port, tls_support_problem
 
+    problem = tls_support_problem()
+    assert problem is None, problem  # a failure naming what is missing, never a skip
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     openssl = [
         "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -242,7 +244,7 @@ def test_tls_url_is_audited_over_tls(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert report.server.nodes[0].address == f"127.0.0.1:{tls_port}"
-    assert ("no-ttl", "user:*") in significant(report)
+    assert ("source-of-truth-risk", "user:*") in significant(report)
     assert not any("without TLS" in f.summary for f in report.findings)
 
 

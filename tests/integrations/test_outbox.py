@@ -288,11 +288,13 @@ def test_the_relay_works_on_sqlite(tmp_path: Path, make_cache: MakeCache, namesp
 def test_cli_relay_once(
     pg_engine: sa.Engine, outbox: sa.Table, redis_url: str, dead_redis_url: str, namespace: str
 ) -> None:
-    """`veneer relay --once` drains the outbox and exits 0; it exits 1 when Redis refuses."""
+    """`veneer relay --once` drains the outbox and exits 0; with Redis unreachable it says
+    so and exits 3, leaving the rows."""
     add_rows(pg_engine, outbox, [(namespace, "k", "a"), (namespace, "e", "")])
     args = ["--db", POSTGRES_URL, "--table", outbox.name, "--once"]
     refused = CliRunner().invoke(relay_command, [*args, "--redis", dead_redis_url])
-    assert refused.exit_code == 1, refused.output
+    assert refused.exit_code == 3, refused.output
+    assert "nothing accepts connections" in refused.output
     assert len(rows(pg_engine, outbox)) == 2
     result = CliRunner().invoke(relay_command, [*args, "--redis", redis_url])
     assert result.exit_code == 0, result.output

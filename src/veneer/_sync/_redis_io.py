@@ -30,7 +30,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .._breaker import CircuitBreaker
-from .._url import client_kwargs, parse_target, tls_kwargs, validate_url
+from .._errors import ConfigurationError
+from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
 
 __all__ = [
     "L2",
@@ -171,7 +172,12 @@ def build_client(
     # redis-py reads the TLS options of a rediss:// URL itself; veneer adds only the
     # verification default (its SSL connection class takes no ``ssl`` flag).
     tls = {k: v for k, v in tls_kwargs(target).items() if k != "ssl"}
-    return redis_client.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common, **tls)
+    try:
+        return redis_client.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common, **tls)
+    except ValueError as exc:  # redis-py's URL options (socket_timeout=abc, ...)
+        raise ConfigurationError(
+            f"bad Redis URL {target.masked!r}: {scrub(str(exc), url)}"
+        ) from None
 
 
 def is_cluster(client: Any) -> bool:

@@ -66,19 +66,22 @@ def _prefix_evidence(p: PrefixReport, data: AuditData) -> dict[str, object]:
     return ev
 
 
+def _about(count: int, data: AuditData) -> str:
+    """A key count as the report can vouch for it: exact after a complete read."""
+    return f"{count:,}" if data.sampling_complete else f"~{count:,}"
+
+
 def no_ttl(data: AuditData) -> Iterator[Finding]:
-    """Per prefix: the share of keys and of memory that never expires."""
+    """Per prefix: the share of keys and of memory that never expires.
+
+    A prefix where most keys never expire is reported once, as source-of-truth-risk
+    (whose advice includes the TTL), not twice.
+    """
     for p in data.prefixes:
-        if p.no_ttl_keys_share <= 0:
+        if p.no_ttl_keys_share <= 0 or p.no_ttl_keys_share >= STORE_SHARE:
             continue
         share = p.no_ttl_keys_share
-        if share >= 0.99:
-            severity, summary = (
-                Severity.MEDIUM,
-                f"no key of {p.pattern} expires (~{p.keys_estimated:,} keys, "
-                f"{_size(p.no_ttl_bytes_estimated)})",
-            )
-        elif share >= 0.01:
+        if share >= 0.01:
             severity, summary = (
                 Severity.MEDIUM,
                 f"{_pct(share)} of {p.pattern} has no TTL while the rest expires: "
@@ -181,7 +184,7 @@ def source_of_truth_risk(data: AuditData) -> Iterator[Finding]:
             id="source-of-truth-risk",
             severity=severity,
             summary=(
-                f"{p.pattern}: ~{p.no_ttl_keys_estimated:,} keys "
+                f"{p.pattern}: {_about(p.no_ttl_keys_estimated, data)} keys "
                 f"({_size(p.no_ttl_bytes_estimated)}) exist only in Redis; "
                 + (risks[0] if risks else "a flush or failover loses them")
             ),
@@ -191,7 +194,8 @@ def source_of_truth_risk(data: AuditData) -> Iterator[Finding]:
             evidence=ev_out,
             advice=(
                 "Make the database the source of truth: write there first, then cache "
-                "with a TTL (veneer's get_or_load). If Redis must hold it, treat it as a "
+                "with a TTL (veneer's get_or_load; SET ... EX, and a SET without EX on an "
+                "existing key removes its TTL). If Redis must hold it, treat it as a "
                 "database: AOF with fsync, a replica, noeviction with alerting, backups."
             ),
         )

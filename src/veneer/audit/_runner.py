@@ -13,7 +13,8 @@ from typing import Protocol
 
 import redis
 
-from .._errors import VeneerError
+from .._errors import ConfigurationError, VeneerError
+from .._url import scrub
 from ._checks import run_checks
 from ._context import AuditData
 from ._estimate import KeySample, PrefixAccumulator, Stratum
@@ -94,12 +95,23 @@ def run_audit(
     try:
         shards = open_shards(target, replicas=opts.replicas, timeout=opts.timeout)
     except redis.RedisError as exc:
+        _refused_login(target, f"{type(exc).__name__}: {exc}")
         raise AuditError(f"cannot reach {target.masked}: {type(exc).__name__}: {exc}") from None
     try:
         return _Audit(target, shards, opts, throttle, prog).run(started_wall, started)
     finally:
         for shard in shards:
             shard.close()
+
+
+def _refused_login(target: Target, errors: str) -> None:
+    """The server answered but refused the credentials: a usage error, not an outage."""
+    lowered = errors.lower()
+    if any(word in lowered for word in ("authentication", "wrongpass", "noauth", "noperm")):
+        raise ConfigurationError(
+            f"{target.masked} answered but refused the login ({scrub(errors, target.url)}): "
+            "check the user and password in the URL, or set VENEER_AUDIT_URL"
+        )
 
 
 class _Audit:
@@ -130,6 +142,7 @@ class _Audit:
             self._snapshots()
             if self.snapshots and all(s.error for s in self.snapshots):
                 errors = "; ".join(f"{s.address}: {s.error}" for s in self.snapshots)
+                _refused_login(self.target, errors)
                 raise AuditError(f"cannot reach {self.target.masked}: {errors}")
             self._cpu()
             self._sample()

@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 a finding at or above ``--fail-on``, 2 bad usage or URL,
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from rich.progress import (
 )
 
 from .._errors import ConfigurationError
+from .._url import parse_target
 from ._model import Severity
 from ._render_html import render_html
 from ._render_text import render_text
@@ -148,6 +150,24 @@ def audit(
     The audit is read-only and paced: SCAN with a bounded COUNT, O(1) commands
     per key, at most --budget commands per second, slower when Redis slows down.
     """
+    if html_path is not None:
+        folder = html_path.resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise click.BadParameter(
+                f"cannot write {html_path}: {folder} is not a writable directory "
+                "(checked before the audit runs)",
+                param_hint="--html",
+            )
+    try:
+        target = parse_target(url)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="URL") from None
+    if target.db:
+        click.echo(
+            f"veneer audit: the audit covers every database of the server; the /{target.db} "
+            "in the URL does not narrow it",
+            err=True,
+        )
     options = AuditOptions(
         sample=sample or None,
         budget=budget,

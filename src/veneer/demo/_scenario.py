@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import redis
 
+from .._keys import KeyLayout
 from .._sync._cache import Cache
 
 __all__ = ["ScenarioResult", "Source", "run_all", "zipf_keys"]
@@ -164,10 +165,12 @@ def run_no_cache(source: Source, keys: list[int]) -> ScenarioResult:
     return _result("no cache", samples, seconds, source.queries, None, None)
 
 
-def run_naive(source: Source, redis_url: str, keys: list[int], ttl: int) -> ScenarioResult:
+def run_naive(
+    source: Source, redis_url: str, keys: list[int], ttl: int, prefix: str | None = None
+) -> ScenarioResult:
     """What most code does: GET, on a miss query and SET with a TTL, JSON values."""
     client = redis.Redis.from_url(redis_url)
-    prefix = f"veneer-demo:naive:{uuid.uuid4().hex[:8]}:product:"
+    prefix = prefix or f"veneer-demo:naive:{uuid.uuid4().hex[:8]}:product:"
     encoder, decoder = msgspec.json.Encoder(), msgspec.json.Decoder()
     hits = 0
     source.queries = 0
@@ -223,17 +226,36 @@ def run_veneer(
     )
 
 
+def remove_demo_keys(redis_url: str, naive_prefix: str, namespace: str, pids: set[int]) -> int:
+    """Delete, by name, every key the demo wrote (no SCAN, no KEYS); returns how many."""
+    layout = KeyLayout(namespace)
+    names = [layout.epoch_key, layout.registry_key]
+    for pid in pids:
+        names += [f"{naive_prefix}{pid}", layout.value(f"product:{pid}")]
+        names.append(layout.lease(f"product:{pid}"))
+    removed = 0
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for start in range(0, len(names), 500):
+            removed += int(client.delete(*names[start : start + 500]))
+    finally:
+        client.close()
+    return removed
+
+
 def run_all(
     dsn: str, redis_url: str, *, products: int, reads: int, ttl: int = 300
-) -> list[ScenarioResult]:
+) -> tuple[list[ScenarioResult], int]:
+    """The four runs, and how many keys were removed from Redis afterwards."""
     source = Source(dsn)
     source.seed(products)
+    keys = zipf_keys(products, reads)
+    namespace = f"veneer-demo-{uuid.uuid4().hex[:8]}"
+    naive_prefix = f"veneer-demo:naive:{uuid.uuid4().hex[:8]}:product:"
     try:
-        keys = zipf_keys(products, reads)
-        namespace = f"veneer-demo-{uuid.uuid4().hex[:8]}"
         return [
             run_no_cache(source, keys),
-            run_naive(source, redis_url, keys, ttl),
+            run_naive(source, redis_url, keys, ttl, naive_prefix),
             run_veneer(source, redis_url, keys, ttl, namespace=namespace),
             # A second process (a new cache, empty L1) on the same Redis: no source load.
             run_veneer(
@@ -244,6 +266,6 @@ def run_all(
                 name="veneer, 2nd process (warm Redis)",
                 namespace=namespace,
             ),
-        ]
+        ], remove_demo_keys(redis_url, naive_prefix, namespace, set(keys))
     finally:
         source.drop()

@@ -12,6 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .._cli_support import CommandFailed, database_problem, redis_problem
+from .._cli_support import redis_url as valid_redis_url
+from .._errors import ConfigurationError
 from .._url import mask_url
 from ._embedded import EmbeddedRedis
 from ._scenario import ScenarioResult, run_all
@@ -19,6 +22,11 @@ from ._scenario import ScenarioResult, run_all
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _require(problem: tuple[str, int] | None) -> None:
+    if problem is not None:
+        raise CommandFailed(f"{problem[0]}; nothing was changed", problem[1])
 
 
 def render(results: list[ScenarioResult], console: Console) -> None:
@@ -40,19 +48,36 @@ def render(results: list[ScenarioResult], console: Console) -> None:
 @click.command()
 @click.option("--redis", "redis_url", help="Use this Redis instead of a private redis-server.")
 @click.option("--db", "dsn", help="SQLAlchemy URL of the source (default: a temporary SQLite).")
-@click.option("--products", default=2_000, show_default=True, help="Rows in the source.")
-@click.option("--reads", default=20_000, show_default=True, help="Reads per strategy.")
+@click.option(
+    "--products", type=click.IntRange(min=1), default=2_000, show_default=True,
+    help="Rows in the source.",
+)  # fmt: skip
+@click.option(
+    "--reads", type=click.IntRange(min=1), default=20_000, show_default=True,
+    help="Reads per strategy.",
+)  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def demo(redis_url: str | None, dsn: str | None, products: int, reads: int, fmt: str) -> None:
     """Run a skewed read workload through no cache, naive cache-aside and veneer.
 
     With no options it starts a private redis-server on a free loopback port and
-    seeds a temporary SQLite database, and stops and removes both at the end.
+    seeds a temporary SQLite database, and stops and removes both at the end. A
+    Redis given with --redis gets the demo's keys removed at the end; a database
+    given with --db gets its two demo tables dropped.
     """
     console = Console(stderr=fmt == "json")
+    given_redis = redis_url is not None
+    # Everything the demo needs is checked before anything is seeded or started.
+    if redis_url is not None:
+        _require(redis_problem(valid_redis_url(redis_url)))
+    if dsn is not None:
+        _require(database_problem(dsn))
     with ExitStack() as stack:
         if redis_url is None:
-            server = stack.enter_context(EmbeddedRedis())
+            try:
+                server = stack.enter_context(EmbeddedRedis())
+            except (ConfigurationError, RuntimeError, OSError) as exc:
+                raise CommandFailed(f"cannot start a private redis-server: {exc}", 3) from None
             redis_url = server.url
             console.print(f"[dim]started a private redis-server ({server.binary}) on {redis_url}")
         if dsn is None:
@@ -61,7 +86,9 @@ def demo(redis_url: str | None, dsn: str | None, products: int, reads: int, fmt:
         console.print(
             f"[dim]source {mask_url(dsn)}: {products:,} products, {reads:,} Zipf reads per strategy"
         )
-        results = run_all(dsn, redis_url, products=products, reads=reads)
+        results, removed = run_all(dsn, redis_url, products=products, reads=reads)
+    if given_redis:
+        console.print(f"[dim]removed the demo's {removed:,} keys from {mask_url(redis_url)}")
     if fmt == "json":
         click.echo(json.dumps([asdict(r) for r in results], indent=2))
     else:

@@ -223,6 +223,19 @@ class OutboxRelay(ThreadedWorker):
             log.error("veneer: outbox row with unknown kind %r dropped", kind)
             return True
 
+    def missing_table(self) -> str | None:
+        """A message when the outbox table does not exist (else None): a setup error
+        that retrying cannot fix."""
+        table = self.table
+        with self.engine.connect() as conn:
+            if sa.inspect(conn).has_table(table.name, schema=table.schema):
+                return None
+        return (
+            f"the outbox table {table.fullname!r} does not exist in that database: create it "
+            "with veneer.integrations.outbox.create_outbox(engine), or add outbox_ddl() to "
+            "your migrations"
+        )
+
     def backlog(self) -> int:
         """How many rows wait in the outbox (for this relay's namespaces)."""
         stmt = sa.select(sa.func.count()).select_from(self.table)

@@ -426,6 +426,7 @@ class PgInvalidationListener(ThreadedWorker):
                 isinstance(n, str) for n in (*keys, *tags)
             ):
                 raise TypeError("names must be strings")
+            validate_namespace(namespace)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self.malformed += 1
             log.warning("veneer listen: ignored a malformed notification (%s)", exc)
@@ -453,9 +454,10 @@ class PgInvalidationListener(ThreadedWorker):
         else:
             self.queued += 1
 
-    def close(self) -> None:
-        """Stop, and close the caches this listener built."""
-        self.stop()
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop (waiting at most ``timeout`` for the thread), and close the caches this
+        listener built."""
+        self.stop(timeout)
         self._caches.close()
 
     def __enter__(self) -> PgInvalidationListener:
