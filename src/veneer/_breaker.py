@@ -1,13 +1,26 @@
 """Circuit breaker for one Redis endpoint: stop calling a Redis that keeps failing.
 
-Closed: calls go through; it opens after ``failures`` consecutive failures, or
-when at least ``min_calls`` calls in the current ``window`` failed at a share of
-``rate`` or more. Open: calls are refused at once (no caller waits on a dead or
-hung Redis) until a jittered cooldown has passed; then one call is let through
-as a probe (half-open). The probe's success closes the breaker; its failure
-opens it again with a doubled cooldown (up to ``max_cooldown``).
+Health is judged over a short window of time slots, not by counting failures.
+Each slot is one read deadline long (``slot``, the cache's ``redis_timeout``);
+a slot *fails* when calls failed in it and none succeeded, and it is *healthy*
+when any call succeeded in it. Calls that were in flight together when Redis
+stalled (or when this host paused) time out within one deadline of each other,
+so they fill one or two slots, not N: concurrency does not multiply a hiccup.
 
-No I/O here: the caller reports outcomes. Every transition is logged once.
+Closed: calls go through; it opens when, in the last ``window_slots`` slots, at
+least ``failures`` slots failed and they are at least as many as the healthy
+ones. Open: calls are refused at once (no caller waits on a dead or hung Redis).
+After a cooldown (``cooldown`` jittered to 0.5x-1x, the same for every probe:
+nothing carries over from earlier outages) one *probe* is handed out; the I/O
+layer runs it in the background with its own deadline rules (see
+``AsyncL2.probe``), so no caller pays for it. Any reply within the read
+deadline closes the breaker, whoever saw it: the probe, a call that was still
+in flight, or the invalidation channel asking for an early probe
+(:meth:`hint_alive`). So once Redis answers again, the breaker closes within one
+cooldown plus one probe: that is the ceiling ``docs/outages.md`` states.
+
+No I/O here, and a clock is passed in, so it is tested in virtual time. Every
+transition is logged once.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ log = logging.getLogger("veneer")
 class BreakerState(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
-    HALF_OPEN = "half-open"
+    HALF_OPEN = "half-open"  # a probe is out
 
 
 class CircuitBreaker:
@@ -36,22 +49,18 @@ class CircuitBreaker:
         name: str,
         *,
         failures: int = 5,
+        slot: float = 0.1,
+        window_slots: int = 20,
         cooldown: float = 1.0,
-        max_cooldown: float = 10.0,
-        window: float = 10.0,
-        rate: float = 0.5,
-        min_calls: int = 20,
         probe_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
         self._failures = failures
+        self._slot = max(slot, 0.001)
+        self._window = max(window_slots, failures)
         self._cooldown = cooldown
-        self._max_cooldown = max_cooldown
-        self._window = window
-        self._rate = rate
-        self._min_calls = min_calls
         self._probe_timeout = probe_timeout
         self._clock = clock
         self._rand = rand
@@ -59,14 +68,17 @@ class CircuitBreaker:
         self.state = BreakerState.CLOSED
         self.opened = 0  # how many times it opened
         self.open_seconds = 0.0  # total time spent not closed, finished periods
+        self.probes = 0  # probes handed out
         self._opened_at = 0.0
         self._retry_at = 0.0
-        self._next_cooldown = cooldown
         self._probe_started = 0.0
-        self._consecutive = 0
-        self._window_start = clock()
-        self._window_calls = 0
-        self._window_failures = 0
+        # Slot ring: index of the slot each position holds, and what was seen in it.
+        self._index = [-1] * self._window
+        self._failed = [False] * self._window
+        self._ok = [False] * self._window
+        # Index of the last failing slot; -1 when none is in the window (the hot path
+        # then records nothing for a success).
+        self._last_failure = -1
 
     @property
     def closed(self) -> bool:
@@ -79,74 +91,116 @@ class CircuitBreaker:
         return self.open_seconds + (self._clock() - self._opened_at)
 
     def allow(self) -> bool:
-        """Whether a call may go to Redis now (CLOSED answers without a lock)."""
+        """Whether a call may go to Redis now. Only a closed breaker lets calls through:
+        probes are not callers' calls (see :meth:`claim_probe`)."""
+        return self.state is BreakerState.CLOSED
+
+    def claim_probe(self) -> bool:
+        """Whether the caller should run a probe now (at most one at a time; one that
+        never reported, cancelled or lost, expires after ``probe_timeout``)."""
         if self.state is BreakerState.CLOSED:
-            return True
+            return False
         with self._lock:
             now = self._clock()
             if self.state is BreakerState.OPEN:
                 if now < self._retry_at:
                     return False
-                self._transition(BreakerState.HALF_OPEN, now)
-                self._probe_started = now
-                return True
-            if self.state is BreakerState.HALF_OPEN:
-                # One probe at a time; a probe that never reported (cancelled) expires.
-                if now - self._probe_started >= self._probe_timeout:
-                    self._probe_started = now
-                    return True
+            elif self.state is BreakerState.HALF_OPEN:
+                if now - self._probe_started < self._probe_timeout:
+                    return False
+            else:
                 return False
+            self._probe_started = now
+            self.probes += 1
+            self._transition(BreakerState.HALF_OPEN, now)
             return True
 
+    def hint_alive(self) -> None:
+        """Redis answered somewhere else (the invalidation channel reconnected or heard a
+        reply): make the next probe due now instead of after the cooldown."""
+        if self.state is BreakerState.OPEN:
+            with self._lock:
+                self._retry_at = min(self._retry_at, self._clock())
+
     def record_success(self) -> None:
+        """A reply within the deadline: a healthy slot; closes an open breaker."""
         if self.state is BreakerState.CLOSED:
-            self._consecutive = 0
-            self._count(failed=False)
+            if self._last_failure >= 0:
+                self._note_success()
             return
         with self._lock:
-            if self.state is BreakerState.HALF_OPEN:
-                self._next_cooldown = self._cooldown
-                self._consecutive = 0
-                self._reset_window(self._clock())
-                self._transition(BreakerState.CLOSED, self._clock())
+            if not self.closed:  # (another thread may have closed it meanwhile)
+                self._close(self._clock())
 
     def record_failure(self) -> None:
+        """A connection error or a deadline overrun (ignored while already open)."""
+        if self.state is not BreakerState.CLOSED:
+            return
         with self._lock:
+            if not self.closed:
+                return
             now = self._clock()
+            index = self._mark(now)
+            self._failed[index % self._window] = True
+            self._last_failure = index
+            if self._unhealthy(index):
+                self._open(now)
+
+    def probe_failed(self) -> None:
+        """The probe got no reply within the deadline: wait one more cooldown."""
+        with self._lock:
             if self.state is BreakerState.HALF_OPEN:
-                self._next_cooldown = min(self._next_cooldown * 2, self._max_cooldown)
-                self._open(now)
-                return
-            if self.state is BreakerState.OPEN:
-                return
-            self._consecutive += 1
-            self._count(failed=True)
-            too_many = self._consecutive >= self._failures
-            calls = self._window_calls
-            too_often = calls >= self._min_calls and self._window_failures >= self._rate * calls
-            if too_many or too_often:
-                self._open(now)
+                self._open(self._clock())
 
-    def _count(self, *, failed: bool) -> None:
-        now = self._clock()
-        if now - self._window_start >= self._window:
-            self._reset_window(now)
-        self._window_calls += 1
-        if failed:
-            self._window_failures += 1
+    # ------------------------------------------------------------- internals
 
-    def _reset_window(self, now: float) -> None:
-        self._window_start = now
-        self._window_calls = 0
-        self._window_failures = 0
+    def _note_success(self) -> None:
+        with self._lock:
+            index = self._mark(self._clock())
+            if index - self._last_failure >= self._window:
+                self._last_failure = -1  # the failures left the window
+            else:
+                self._ok[index % self._window] = True
+
+    def _mark(self, now: float) -> int:
+        """The current slot's index, its ring position reset if it held an older slot."""
+        index = int(now / self._slot)
+        position = index % self._window
+        if self._index[position] != index:
+            self._index[position] = index
+            self._failed[position] = False
+            self._ok[position] = False
+        return index
+
+    def _unhealthy(self, index: int) -> bool:
+        failing = healthy = 0
+        for position in range(self._window):
+            if index - self._index[position] >= self._window:
+                continue  # a slot from before the window
+            if self._ok[position]:
+                healthy += 1
+            elif self._failed[position]:
+                failing += 1
+        return failing >= self._failures and failing >= healthy
+
+    def _reset_slots(self) -> None:
+        self._index = [-1] * self._window
+        self._failed = [False] * self._window
+        self._ok = [False] * self._window
+        self._last_failure = -1
 
     def _open(self, now: float) -> None:
-        # Jitter (0.5x to 1.5x) so many processes do not probe a recovering Redis together.
-        self._retry_at = now + self._next_cooldown * (0.5 + self._rand())
+        # Jitter (0.5x to 1x) so many processes do not probe a recovering Redis together;
+        # the upper end is the recovery ceiling, so the jitter only ever shortens it.
+        self._retry_at = now + self._cooldown * (0.5 + 0.5 * self._rand())
         if self.state is BreakerState.CLOSED:
             self.opened += 1
             self._opened_at = now
         self._transition(BreakerState.OPEN, now)
+
+    def _close(self, now: float) -> None:
+        self._reset_slots()
+        self._transition(BreakerState.CLOSED, now)
 
     def _transition(self, state: BreakerState, now: float) -> None:
         if state is self.state:
@@ -154,7 +208,15 @@ class CircuitBreaker:
         if state is BreakerState.CLOSED:
             self.open_seconds += now - self._opened_at
         previous, self.state = self.state, state
-        level = logging.WARNING if state is BreakerState.OPEN else logging.INFO
+        # One warning per outage; the probes in between are debug noise.
+        if state is BreakerState.OPEN:
+            level = logging.WARNING if previous is BreakerState.CLOSED else logging.DEBUG
+        else:
+            level = logging.INFO if state is BreakerState.CLOSED else logging.DEBUG
         log.log(
             level, "veneer: circuit breaker %s %s -> %s", self.name, previous.value, state.value
         )
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (a parent thread may have held this one)."""
+        self._lock = threading.Lock()

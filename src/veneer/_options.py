@@ -47,10 +47,12 @@ class CacheOptions:
     """How long a load waits for a bulkhead slot before the caller gets a stale value or
     SourceOverloaded."""
     breaker_failures: int = 5
-    """Consecutive Redis failures (errors or deadline overruns) that open the breaker."""
+    """Failing time slots (one ``redis_timeout`` each, calls failed and none answered) in
+    the last 20 slots that open the breaker, if they outnumber the slots with replies.
+    Calls that time out together count as one slot, not one failure each."""
     breaker_cooldown: float = 1.0
-    """Seconds (jittered, doubling on a failed probe up to 5x) before an open breaker
-    lets one probe through."""
+    """Seconds (jittered to 0.5x-1x, never growing) between background probes of an open
+    breaker: once Redis answers, reads use it again within this plus one probe."""
     restart_warmup: float = 30.0
     """After Redis comes back empty, serve stale L1 copies (within max_stale) of keys
     that are missing in Redis while one caller per key refills them."""

@@ -23,6 +23,10 @@ log = logging.getLogger("veneer")
 
 # The subscriber also retries queued invalidations, so it wakes this often.
 _POLL_SECONDS = 0.25
+# Reconnect backoff: doubling from the first to the last, jittered 0.5x-1.5x, back to
+# the first once subscribed again (an old outage must not slow the next reconnect).
+_FIRST_BACKOFF = 0.05
+_LAST_BACKOFF = 0.5
 
 
 class AsyncBroadcastSubscriber:
@@ -36,6 +40,7 @@ class AsyncBroadcastSubscriber:
         on_live: Callable[[], Awaitable[None]],
         on_lost: Callable[[], None],
         on_tick: Callable[[], Awaitable[None]],
+        on_heard: Callable[[], None] = lambda: None,
         health_timeout: float = 1.0,
     ) -> None:
         self._connect = connect
@@ -45,6 +50,7 @@ class AsyncBroadcastSubscriber:
         self._on_live = on_live
         self._on_lost = on_lost
         self._on_tick = on_tick
+        self._on_heard = on_heard
         self._health_timeout = health_timeout
         self._pubsub: Any = None
         self._worker: Background | None = None
@@ -55,19 +61,20 @@ class AsyncBroadcastSubscriber:
             self._worker = spawn(self._run, f"veneer-broadcast-{self._channel}")
 
     async def _run(self) -> None:
-        backoff = 0.05
+        backoff = _FIRST_BACKOFF
         worker = self._worker
         while worker is None or not worker.stopping:
             try:
                 await self._listen()
-                backoff = 0.05
             except Exception as exc:
                 if worker is not None and worker.stopping:
                     return
                 log.debug("veneer: invalidation channel lost: %s", exc)
+            if self.live:
+                backoff = _FIRST_BACKOFF
             self._mark_lost()
             await sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 2.0)
+            backoff = min(backoff * 2, _LAST_BACKOFF)
             worker = self._worker
 
     async def _listen(self) -> None:
@@ -81,6 +88,7 @@ class AsyncBroadcastSubscriber:
                 now = time.monotonic()
                 if message is not None:
                     heard = now
+                    self._on_heard()  # a reply (a pong too): Redis answers
                 elif now - heard > self._health_timeout:
                     # A hung Redis (SIGSTOP, a dead peer behind a live TCP socket) sends
                     # nothing: without this the cache would trust L1 it cannot invalidate.

@@ -58,6 +58,7 @@ from ._decorator import AsyncCachedFunction, cached_decorator
 from ._invalidations import AsyncInvalidations, decode_message
 from ._loaders import conformed, watched
 from ._redis_io import (
+    PROBE_TRIES,
     REDIS_ERRORS,
     AsyncL2,
     CircuitOpen,
@@ -144,9 +145,10 @@ class AsyncCache:
             return CircuitBreaker(
                 name,
                 failures=opts.breaker_failures,
+                slot=opts.redis_timeout,
                 cooldown=opts.breaker_cooldown,
-                max_cooldown=5 * opts.breaker_cooldown,
-                probe_timeout=max(1.0, 2 * opts.redis_timeout + opts.connect_timeout),
+                # A probe that never reported (its task was cancelled) is replaced after this.
+                probe_timeout=1.0 + PROBE_TRIES * (opts.redis_timeout + opts.connect_timeout),
             )
 
         self._l2: AsyncL2
@@ -221,6 +223,7 @@ class AsyncCache:
                 on_live=self._on_live,
                 on_lost=self._on_lost,
                 on_tick=self._on_tick,
+                on_heard=self._l2.hint_alive,
                 health_timeout=max(1.0, 4 * opts.redis_timeout),
             )
         self._started = False

@@ -119,6 +119,21 @@ class AsyncClusterL2(AsyncL2):
     async def _after_failure(self) -> None:
         self._schedule_refresh()
 
+    async def probe(self, breaker: CircuitBreaker) -> None:
+        await super().probe(breaker)
+        if not breaker.closed:
+            # Callers are refused without calling the node, so nothing else would notice
+            # that its slots moved (a replica promoted in its place).
+            self._schedule_refresh()
+
+    async def _dial(self, breaker: CircuitBreaker) -> Any:
+        node = self.client.get_node(node_name=breaker.name)
+        if node is None:
+            raise TopologyChanged(f"node {breaker.name} left the cluster")
+        connection = node_connection_factory(self.client, node)()
+        await connection.connect()
+        return connection
+
     def _schedule_refresh(self) -> None:
         now = time.monotonic()
         if now - self._last_refresh < _REFRESH_EVERY:
@@ -179,7 +194,8 @@ class AsyncClusterL2(AsyncL2):
 
     async def _send(self, node: Any, packed: bytes) -> Any:
         breaker = self._node_breaker(node.name)
-        if not breaker.closed and not breaker.allow():
+        if not breaker.closed:
+            self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {node.name} is open")
         connection = self._connection_for(node)
         self.round_trips += 1

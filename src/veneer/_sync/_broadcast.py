@@ -24,6 +24,10 @@ log = logging.getLogger("veneer")
 
 # The subscriber also retries queued invalidations, so it wakes this often.
 _POLL_SECONDS = 0.25
+# Reconnect backoff: doubling from the first to the last, jittered 0.5x-1.5x, back to
+# the first once subscribed again (an old outage must not slow the next reconnect).
+_FIRST_BACKOFF = 0.05
+_LAST_BACKOFF = 0.5
 
 
 class BroadcastSubscriber:
@@ -37,6 +41,7 @@ class BroadcastSubscriber:
         on_live: Callable[[], None],
         on_lost: Callable[[], None],
         on_tick: Callable[[], None],
+        on_heard: Callable[[], None] = lambda: None,
         health_timeout: float = 1.0,
     ) -> None:
         self._connect = connect
@@ -46,6 +51,7 @@ class BroadcastSubscriber:
         self._on_live = on_live
         self._on_lost = on_lost
         self._on_tick = on_tick
+        self._on_heard = on_heard
         self._health_timeout = health_timeout
         self._pubsub: Any = None
         self._worker: Background | None = None
@@ -56,19 +62,20 @@ class BroadcastSubscriber:
             self._worker = spawn(self._run, f"veneer-broadcast-{self._channel}")
 
     def _run(self) -> None:
-        backoff = 0.05
+        backoff = _FIRST_BACKOFF
         worker = self._worker
         while worker is None or not worker.stopping:
             try:
                 self._listen()
-                backoff = 0.05
             except Exception as exc:
                 if worker is not None and worker.stopping:
                     return
                 log.debug("veneer: invalidation channel lost: %s", exc)
+            if self.live:
+                backoff = _FIRST_BACKOFF
             self._mark_lost()
             sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 2.0)
+            backoff = min(backoff * 2, _LAST_BACKOFF)
             worker = self._worker
 
     def _listen(self) -> None:
@@ -82,6 +89,7 @@ class BroadcastSubscriber:
                 now = time.monotonic()
                 if message is not None:
                     heard = now
+                    self._on_heard()  # a reply (a pong too): Redis answers
                 elif now - heard > self._health_timeout:
                     # A hung Redis (SIGSTOP, a dead peer behind a live TCP socket) sends
                     # nothing: without this the cache would trust L1 it cannot invalidate.

@@ -60,6 +60,7 @@ from ._invalidations import Invalidations, decode_message
 from ._loaders import conformed, watched
 from ._redis_io import (
     L2,
+    PROBE_TRIES,
     REDIS_ERRORS,
     CircuitOpen,
     build_client,
@@ -145,9 +146,10 @@ class Cache:
             return CircuitBreaker(
                 name,
                 failures=opts.breaker_failures,
+                slot=opts.redis_timeout,
                 cooldown=opts.breaker_cooldown,
-                max_cooldown=5 * opts.breaker_cooldown,
-                probe_timeout=max(1.0, 2 * opts.redis_timeout + opts.connect_timeout),
+                # A probe that never reported (its task was cancelled) is replaced after this.
+                probe_timeout=1.0 + PROBE_TRIES * (opts.redis_timeout + opts.connect_timeout),
             )
 
         self._l2: L2
@@ -222,6 +224,7 @@ class Cache:
                 on_live=self._on_live,
                 on_lost=self._on_lost,
                 on_tick=self._on_tick,
+                on_heard=self._l2.hint_alive,
                 health_timeout=max(1.0, 4 * opts.redis_timeout),
             )
         self._started = False

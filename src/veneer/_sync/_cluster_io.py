@@ -120,6 +120,21 @@ class ClusterL2(L2):
     def _after_failure(self) -> None:
         self._schedule_refresh()
 
+    def probe(self, breaker: CircuitBreaker) -> None:
+        super().probe(breaker)
+        if not breaker.closed:
+            # Callers are refused without calling the node, so nothing else would notice
+            # that its slots moved (a replica promoted in its place).
+            self._schedule_refresh()
+
+    def _dial(self, breaker: CircuitBreaker) -> Any:
+        node = self.client.get_node(node_name=breaker.name)
+        if node is None:
+            raise TopologyChanged(f"node {breaker.name} left the cluster")
+        connection = node_connection_factory(self.client, node)()
+        connection.connect()
+        return connection
+
     def _schedule_refresh(self) -> None:
         now = time.monotonic()
         if now - self._last_refresh < _REFRESH_EVERY:
@@ -180,7 +195,8 @@ class ClusterL2(L2):
 
     def _send(self, node: Any, packed: bytes) -> Any:
         breaker = self._node_breaker(node.name)
-        if not breaker.closed and not breaker.allow():
+        if not breaker.closed:
+            self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {node.name} is open")
         connection = self._connection_for(node)
         self.round_trips += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
 
@@ -130,7 +131,14 @@ def call_later(delay: float, fn: Callable[[], None]) -> None:
 
 
 class SourceBulkhead:
-    """At most ``limit`` loads at once; a caller waits at most ``timeout`` for a slot."""
+    """At most ``limit`` loads at once; a caller waits at most ``timeout`` for a slot.
+
+    First come, first served: a released slot is handed to the oldest waiter. A
+    plain semaphore lets the releasing thread take its slot straight back on its
+    next read (it still holds the GIL), so under steady demand one waiter could lose
+    every race until its timeout: that made the kill-phase p99 reach
+    ``source_queue_timeout`` (issue 17; ``tests/test_bulkhead.py``).
+    """
 
     def __init__(self, limit: int, timeout: float) -> None:
         self.limit = limit
@@ -138,25 +146,34 @@ class SourceBulkhead:
         self.active = 0
         self.waiting = 0
         self.peak = 0
-        self._slots = threading.BoundedSemaphore(limit)
+        self._queue: deque[threading.Lock] = deque()
         self._lock = threading.Lock()
 
     def acquire(self) -> bool:
-        if not self._slots.acquire(blocking=False):
-            with self._lock:
-                self.waiting += 1
-            try:
-                if not self._slots.acquire(timeout=self.timeout):
-                    return False
-            finally:
-                with self._lock:
-                    self.waiting -= 1
         with self._lock:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        return True
+            if self.active < self.limit and not self._queue:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+                return True
+            turn = threading.Lock()
+            turn.acquire()
+            self._queue.append(turn)
+            self.waiting += 1
+        if turn.acquire(timeout=self.timeout):
+            return True
+        with self._lock:
+            try:
+                self._queue.remove(turn)
+            except ValueError:
+                return True  # handed a slot just as the wait ran out: it is ours
+            self.waiting -= 1
+            return False
 
     def release(self) -> None:
         with self._lock:
-            self.active -= 1
-        self._slots.release()
+            if self._queue:
+                # The slot passes to the oldest waiter; ``active`` stays the same.
+                self.waiting -= 1
+                self._queue.popleft().release()
+            else:
+                self.active -= 1

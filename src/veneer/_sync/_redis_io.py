@@ -32,6 +32,7 @@ from redis.retry import Retry
 from .._breaker import CircuitBreaker
 from .._errors import ConfigurationError
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
+from ._concurrency import call_later
 
 __all__ = [
     "L2",
@@ -64,6 +65,11 @@ class CircuitOpen(RedisConnectionError):
 
 
 _GET_HEAD = b"*2\r\n$3\r\nGET\r\n$"
+_PING = b"*1\r\n$4\r\nPING\r\n"
+# A probe tries this many PINGs, each on a new connection under the read deadline:
+# one reply closes the breaker, so a scheduling pause that spoils one try (on this
+# host or Redis's) does not keep it open for another cooldown.
+PROBE_TRIES = 3
 REGISTRY_SIZE = 1000
 
 # Every script touches one value key and its lease, which share a hash slot.
@@ -226,6 +232,15 @@ def parse_stamp(reply: Any) -> int:
     return version if 0 < version < 1 << 63 else 0
 
 
+def _refused(exc: BaseException) -> bool:
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, ConnectionRefusedError) or "refused" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _pack_get(key: bytes) -> bytes:
     return b"%b%d\r\n%b\r\n" % (_GET_HEAD, len(key), key)
 
@@ -289,7 +304,8 @@ class L2:
         """Run one operation through the breakers of the nodes the ``routing`` keys live on."""
         breakers = self._breakers_for(routing)
         for breaker in breakers:
-            if not breaker.allow():
+            if not breaker.closed:
+                self._probe_soon(breaker)
                 raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
         try:
             result = fn(*args, **kwargs)
@@ -301,6 +317,57 @@ class L2:
         for breaker in breakers:
             breaker.record_success()
         return result
+
+    def _probe_soon(self, breaker: CircuitBreaker) -> None:
+        """Start a probe in the background when one is due: no caller waits on it."""
+        if breaker.claim_probe():
+
+            def run() -> None:
+                self.probe(breaker)
+
+            call_later(0.0, run)
+
+    def hint_alive(self) -> None:
+        """Redis answered on another connection (the invalidation channel): probe every
+        open breaker now instead of after its cooldown."""
+        for breaker in self.breakers():
+            if not breaker.closed:
+                breaker.hint_alive()
+                self._probe_soon(breaker)
+
+    def probe(self, breaker: CircuitBreaker) -> None:
+        """Up to PROBE_TRIES PINGs on new connections: any reply closes the breaker (an
+        answer that is an error, say NOPERM, is still an answer); none re-opens it.
+        A refused connection ends the probe at once: nothing listens there."""
+        for _ in range(PROBE_TRIES):
+            connection = None
+            try:
+                connection = self._dial(breaker)
+                connection.send_packed_command([_PING], False)
+                connection.read_response()
+            except _HEALTH_FAILURES as exc:
+                if connection is not None:
+                    connection.disconnect()
+                if _refused(exc):
+                    break
+                continue
+            except Exception:
+                pass  # an answer all the same
+            except BaseException:
+                if connection is not None:
+                    connection.disconnect()
+                raise  # cancelled: the claim expires after probe_timeout
+            if connection is not None:
+                connection.disconnect()
+            breaker.record_success()
+            return
+        breaker.probe_failed()
+
+    def _dial(self, breaker: CircuitBreaker) -> Any:
+        """A new connection to the endpoint ``breaker`` guards."""
+        connection = self._connection_class(**self._connection_kwargs)
+        connection.connect()
+        return connection
 
     def _after_failure(self) -> None:
         """After a failure, the idle connections are likely dead too (a restarted or
@@ -327,7 +394,8 @@ class L2:
 
     def _roundtrip(self, packed: bytes) -> Any:
         breaker = self.breaker
-        if not breaker.closed and not breaker.allow():
+        if not breaker.closed:
+            self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
         connection = None
         try:
