@@ -229,6 +229,8 @@ def parse_stamp(reply: Any) -> int:
     except (TypeError, ValueError):
         return 0
     return version if 0 < version < 1 << 63 else 0
+
+
 def _refused(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None:
