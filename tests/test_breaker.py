@@ -185,3 +185,18 @@ def test_open_time_is_counted() -> None:
     b.record_success()
     clock.advance(5.0)
     assert abs(b.seconds_open() - 2.0) < 1e-9
+
+
+def test_refused_connections_open_it_at_once() -> None:
+    """Refused connections are proof that nothing listens: five in a row open it within
+    one slot; a reply in between starts the count again."""
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(4):
+        b.record_failure(refused=True)
+    b.record_success()
+    for _ in range(4):
+        b.record_failure(refused=True)
+    assert b.state is BreakerState.CLOSED
+    b.record_failure(refused=True)
+    assert b.state is BreakerState.OPEN

@@ -9,7 +9,8 @@ so they fill one or two slots, not N: concurrency does not multiply a hiccup.
 
 Closed: calls go through; it opens when, in the last ``window_slots`` slots, at
 least ``failures`` slots failed and they are at least as many as the healthy
-ones. Open: calls are refused at once (no caller waits on a dead or hung Redis).
+ones, or at once after ``failures`` refused connections in a row (nothing listens:
+no pause explains that). Open: calls are refused at once (no caller waits on a dead or hung Redis).
 After a cooldown (``cooldown`` jittered to 0.5x-1x, the same for every probe:
 nothing carries over from earlier outages) one *probe* is handed out; the I/O
 layer runs it in the background with its own deadline rules (see
@@ -79,6 +80,7 @@ class CircuitBreaker:
         # Index of the last failing slot; -1 when none is in the window (the hot path
         # then records nothing for a success).
         self._last_failure = -1
+        self._refusals = 0  # refused connections in a row
 
     @property
     def closed(self) -> bool:
@@ -132,8 +134,13 @@ class CircuitBreaker:
             if not self.closed:  # (another thread may have closed it meanwhile)
                 self._close(self._clock())
 
-    def record_failure(self) -> None:
-        """A connection error or a deadline overrun (ignored while already open)."""
+    def record_failure(self, *, refused: bool = False) -> None:
+        """A connection error or a deadline overrun (ignored while already open).
+
+        ``refused``: a new connection was refused, so nothing listens there now. Unlike
+        a timeout (a pause?) or a reset (a pooled socket that predates a restart), that
+        is proof each time: ``failures`` refusals in a row open the breaker at once.
+        """
         if self.state is not BreakerState.CLOSED:
             return
         with self._lock:
@@ -143,7 +150,8 @@ class CircuitBreaker:
             index = self._mark(now)
             self._failed[index % self._window] = True
             self._last_failure = index
-            if self._unhealthy(index):
+            self._refusals = self._refusals + 1 if refused else 0
+            if self._refusals >= self._failures or self._unhealthy(index):
                 self._open(now)
 
     def probe_failed(self) -> None:
@@ -156,6 +164,7 @@ class CircuitBreaker:
 
     def _note_success(self) -> None:
         with self._lock:
+            self._refusals = 0
             index = self._mark(self._clock())
             if index - self._last_failure >= self._window:
                 self._last_failure = -1  # the failures left the window
@@ -188,6 +197,7 @@ class CircuitBreaker:
         self._failed = [False] * self._window
         self._ok = [False] * self._window
         self._last_failure = -1
+        self._refusals = 0
 
     def _open(self, now: float) -> None:
         # Jitter (0.5x to 1x) so many processes do not probe a recovering Redis together;

@@ -39,6 +39,7 @@ from ._redis_io import (
     Op,
     _pack_get,
     _pack_mget,
+    _refused,
 )
 
 __all__ = ["AsyncClusterL2", "TopologyChanged"]
@@ -223,7 +224,7 @@ class AsyncClusterL2(AsyncL2):
             self._schedule_refresh()
             raise TopologyChanged(str(exc)) from exc
         if isinstance(exc, (*_HEALTH_FAILURES, ClusterDownError)):
-            self._node_breaker(node.name).record_failure()
+            self._node_breaker(node.name).record_failure(refused=_refused(exc))
             free = self._node_free.pop(node.name, None)
             while free:
                 await free.pop().disconnect()

@@ -232,8 +232,11 @@ def parse_stamp(reply: Any) -> int:
 
 
 def _refused(exc: BaseException) -> bool:
+    """Whether a new connection was refused (nothing listens), not merely lost or slow."""
     current: BaseException | None = exc
-    while current is not None:
+    for _ in range(4):  # redis-py wraps the OSError once or twice
+        if current is None:
+            return False
         if isinstance(current, ConnectionRefusedError) or "refused" in str(current).lower():
             return True
         current = current.__cause__ or current.__context__
@@ -308,9 +311,10 @@ class AsyncL2:
                 raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
         try:
             result = await fn(*args, **kwargs)
-        except _HEALTH_FAILURES:
+        except _HEALTH_FAILURES as exc:
+            refused = _refused(exc)
             for breaker in breakers:
-                breaker.record_failure()
+                breaker.record_failure(refused=refused)
             await self._after_failure()
             raise
         for breaker in breakers:
@@ -406,7 +410,7 @@ class AsyncL2:
             if connection is not None:
                 await connection.disconnect()
             if isinstance(exc, _HEALTH_FAILURES):
-                breaker.record_failure()
+                breaker.record_failure(refused=_refused(exc))
                 await self._after_failure()
             raise
         self._free.append(connection)

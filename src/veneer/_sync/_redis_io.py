@@ -233,8 +233,11 @@ def parse_stamp(reply: Any) -> int:
 
 
 def _refused(exc: BaseException) -> bool:
+    """Whether a new connection was refused (nothing listens), not merely lost or slow."""
     current: BaseException | None = exc
-    while current is not None:
+    for _ in range(4):  # redis-py wraps the OSError once or twice
+        if current is None:
+            return False
         if isinstance(current, ConnectionRefusedError) or "refused" in str(current).lower():
             return True
         current = current.__cause__ or current.__context__
@@ -309,9 +312,10 @@ class L2:
                 raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
         try:
             result = fn(*args, **kwargs)
-        except _HEALTH_FAILURES:
+        except _HEALTH_FAILURES as exc:
+            refused = _refused(exc)
             for breaker in breakers:
-                breaker.record_failure()
+                breaker.record_failure(refused=refused)
             self._after_failure()
             raise
         for breaker in breakers:
@@ -407,7 +411,7 @@ class L2:
             if connection is not None:
                 connection.disconnect()
             if isinstance(exc, _HEALTH_FAILURES):
-                breaker.record_failure()
+                breaker.record_failure(refused=_refused(exc))
                 self._after_failure()
             raise
         self._free.append(connection)
