@@ -10,12 +10,17 @@ from servers import free_port
 
 
 class SlowProxy:
-    """Forwards 127.0.0.1:port to a target; ``delay`` seconds are added to each reply chunk."""
+    """Forwards 127.0.0.1:port to a target; ``delay`` seconds are added to each reply chunk.
+
+    ``block()`` cuts every connection and refuses new ones (a partition of the
+    processes behind this proxy only) until ``unblock()``.
+    """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = free_port()
         self.delay = 0.0
+        self.blocked = False
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._listener.settimeout(0.2)
@@ -35,7 +40,14 @@ class SlowProxy:
                 continue
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            if self.blocked:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()  # the target is down: so is the proxy
+                continue
             self._sockets += [client, upstream]
             for src, dst, slow in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(target=self._pipe, args=(src, dst, slow), daemon=True).start()
@@ -58,12 +70,27 @@ class SlowProxy:
                 except OSError:
                     pass
 
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for s in self._sockets:
+    def block(self) -> None:
+        self.blocked = True
+        self._close_sockets()
+
+    def unblock(self) -> None:
+        self.blocked = False
+
+    def _close_sockets(self) -> None:
+        sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 s.close()
             except OSError:
                 pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._close_sockets()
         self._thread.join(2)

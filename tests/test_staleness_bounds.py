@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
 
+from proxy import SlowProxy
 from servers import RedisServer
-from veneer import Cache
+from veneer import AsyncCache, Cache
 
 
 def wait_until(condition: Any, timeout: float) -> float:
@@ -74,3 +76,113 @@ def test_clock_skew_cannot_extend_an_entry_past_its_redis_ttl(
     finally:
         writer.close()
         reader.close()
+
+
+# ----------------------------------------------------------- outages (issue 18)
+
+SHORT = {
+    "ttl": 300,
+    "max_stale": 1.0,
+    "restart_warmup": 3.0,
+    "redis_timeout": 0.1,
+    "breaker_cooldown": 0.2,
+}
+SLACK = 0.3  # scheduling on a loaded 2-core machine
+
+
+class Timeline:
+    """Committed versions of one row with the time each commit returned, and every read."""
+
+    def __init__(self) -> None:
+        self.version = 1
+        self.commits: list[tuple[int, float]] = [(1, -1e9)]
+        self.reads: list[tuple[float, int]] = []
+
+    def commit(self) -> None:
+        self.version += 1
+        self.commits.append((self.version, time.monotonic()))
+
+    def staleness(self, began: float, version: int) -> float:
+        """How long before ``began`` a newer version than ``version`` had been committed."""
+        newer = [at for v, at in self.commits if v > version and at < began]
+        return began - min(newer) if newer else 0.0
+
+    def worst(self) -> tuple[float, float, int]:
+        """(staleness, read time, version) of the stalest read."""
+        return max((self.staleness(b, v), b, v) for b, v in self.reads)
+
+
+def test_an_outage_longer_than_max_stale_then_an_empty_restart(own_redis: RedisServer) -> None:
+    """The timeline of issue 18 with short options: a copy loaded from the source while
+    Redis is down is served at most max_stale after a newer commit, through the outage
+    and through the warm-up after Redis restarts empty."""
+    row = Timeline()
+    reader = Cache.from_url(own_redis.url, namespace="outage", **SHORT)
+    writer = Cache.from_url(own_redis.url, namespace="outage", l1_size=0, **SHORT)
+
+    def read_for(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            began = time.monotonic()
+            row.reads.append((began, reader.get_or_load("k", lambda: row.version)))
+            time.sleep(0.01)
+
+    try:
+        assert reader.ready() and writer.ready()
+        own_redis.kill()
+        read_for(0.2)  # loads version 1 from the source, keeps it in L1
+        row.commit()
+        assert writer.invalidate("k") is False  # queued: Redis is down
+        read_for(2.5)  # the outage outlasts max_stale
+        own_redis.start()  # empty
+        read_for(SHORT["restart_warmup"] + 0.5)
+        assert writer.stats().invalidations_pending == 0
+    finally:
+        reader.close()
+        writer.close()
+    staleness, _, version = row.worst()
+    assert staleness <= SHORT["max_stale"] + SLACK, (staleness, version, row.commits)
+    assert row.reads[-1][1] == row.version
+
+
+async def test_a_replayed_invalidation_reaches_a_process_that_resubscribes_after_it(
+    own_redis: RedisServer,
+) -> None:
+    """Redis dies with an invalidation queued in the writer and restarts empty; the writer
+    replays it while the reader is still cut off. Once the reader is subscribed again it
+    has dropped its copy: its first read loads the new version instead of serving the
+    old one during the warm-up."""
+    proxy = SlowProxy(own_redis.port)
+    options = {**SHORT, "max_stale": 30.0, "restart_warmup": 30.0}
+    reader = AsyncCache.from_url(proxy.url, namespace="replay", **options)
+    writer = Cache.from_url(own_redis.url, namespace="replay", l1_size=0, **options)
+    row = {"k": 1}
+
+    async def load() -> int:
+        return row["k"]
+
+    try:
+        assert await reader.ready() and writer.ready()
+        assert await reader.get_or_load("k", load) == 1
+        proxy.block()  # the reader is cut off from here on
+        await wait_for(lambda: not reader.stats().broadcast_connected, 10)
+        own_redis.kill()
+        row["k"] = 2
+        assert writer.invalidate("k") is False  # queued
+        own_redis.start()  # empty
+        await wait_for(lambda: writer.stats().invalidations_pending == 0, 10)  # replayed
+        proxy.unblock()
+        assert await reader.ready(10)
+        assert await reader.get_or_load("k", load) == 2
+        assert reader.stats().invalidations_missed == 1
+    finally:
+        await reader.close()
+        writer.close()
+        proxy.close()
+
+
+async def wait_for(condition: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -9,6 +9,7 @@ script that touches both stays inside one slot on Redis Cluster::
     ns:epoch:{ns}         namespace epoch (invalidate_all)
     ns:registry:{ns}      sorted set of recently filled keys, bounded (veneer verify)
     veneer:inv:{ns}       pub/sub channel that carries invalidations to every L1
+    ns:published:{ns}     count of invalidations published (a reconnecting L1 sees a gap)
 
 The hash tag is the first ``{...}`` of a key. Namespaces may not contain braces,
 so the tag always starts at the ``{`` veneer put there and ends at the first
@@ -116,6 +117,7 @@ class KeyLayout:
         "channel",
         "epoch_key",
         "namespace",
+        "published_key",
         "registry_key",
     )
 
@@ -125,6 +127,7 @@ class KeyLayout:
         self._tag_prefix = namespace + ":tag:{" + namespace + ":"
         self.epoch_key = namespace + ":epoch:{" + namespace + "}"
         self.channel = "veneer:inv:{" + namespace + "}"
+        self.published_key = namespace + ":published:{" + namespace + "}"
         self.registry_key = namespace + ":registry:{" + namespace + "}"
 
     def value(self, key: str) -> str:

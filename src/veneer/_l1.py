@@ -15,7 +15,7 @@ still serve them as *stale* (the outage path); the fast path only checks
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["L1Entry", "L1Store"]
@@ -91,11 +91,20 @@ class L1Store:
         fresh_until: float,
         size: int,
         tags: tuple[str, ...] = (),
-    ) -> None:
+        unless: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Insert ``key``; with ``unless``, only if ``unless()`` is false under the lock.
+
+        An invalidation changes what ``unless`` sees before it discards (under the
+        same lock), so a put guarded this way either lands before the discard, which
+        removes it, or sees the invalidation and gives up: no check-then-put window.
+        """
         if self.max_entries <= 0 or size > self.max_bytes:
-            return
+            return False
         entry = L1Entry(key, value, expires, fresh_until, size, tags)
         with self._lock:
+            if unless is not None and unless():
+                return False
             old = self.map.get(key)
             if old is not None:
                 self._unlink(key, old)
@@ -113,6 +122,7 @@ class L1Store:
                 self._tail = entry
             for tag in tags:
                 self._tag_index.setdefault(tag, set()).add(key)
+        return True
 
     def discard(self, key: str) -> bool:
         with self._lock:
@@ -148,8 +158,8 @@ class L1Store:
             self._head = self._tail = self._hand = None
 
     def expire_all(self, now: float, wall_now: float) -> None:
-        """Stop trusting every entry as fresh; they stay available as stale, their
-        staleness counted from now at the latest."""
+        """Stop trusting every entry as fresh (from ``now``, monotonic); they stay
+        available as stale, their staleness counted from ``wall_now`` at the latest."""
         with self._lock:
             for entry in self.map.values():
                 entry.expires = min(entry.expires, now)

@@ -66,6 +66,7 @@ class Counters:
     source_shed: int = 0
     stale_fallbacks: int = 0
     cold_restarts: int = 0
+    invalidations_missed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -109,6 +110,8 @@ class CacheStats:
     stale_fallbacks: int
     """In-process copies served past freshness (within max_stale) while Redis was out."""
     cold_restarts: int
+    invalidations_missed: int
+    """Resubscriptions that found invalidations published while away (L1 dropped)."""
     invalidations_pending: int
     l1_entries: int
     l1_bytes: int

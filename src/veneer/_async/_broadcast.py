@@ -55,6 +55,9 @@ class AsyncBroadcastSubscriber:
         self._pubsub: Any = None
         self._worker: Background | None = None
         self.live = False
+        # When the channel last answered (monotonic): every invalidation Redis published
+        # before that reply has been handed to on_message.
+        self.heard = time.monotonic()
 
     def start(self) -> None:
         if self._worker is None:
@@ -82,12 +85,12 @@ class AsyncBroadcastSubscriber:
         pubsub = self._pubsub = client.pubsub()
         try:
             await pubsub.subscribe(self._channel)
-            heard = pinged = time.monotonic()
+            heard = pinged = self.heard = time.monotonic()
             while self._worker is None or not self._worker.stopping:
                 message = await pubsub.get_message(timeout=_POLL_SECONDS)
                 now = time.monotonic()
                 if message is not None:
-                    heard = now
+                    heard = self.heard = now
                     self._on_heard()  # a reply (a pong too): Redis answers
                 elif now - heard > self._health_timeout:
                     # A hung Redis (SIGSTOP, a dead peer behind a live TCP socket) sends
@@ -101,8 +104,10 @@ class AsyncBroadcastSubscriber:
                     continue
                 kind = message.get("type")
                 if kind in (b"subscribe", "subscribe"):
-                    self.live = True
+                    # Live only once the cache has caught up (it may drop copies that
+                    # missed invalidations while away): ready() waits for that.
                     await self._on_live()
+                    self.live = True
                 elif kind in (b"message", "message"):
                     self._on_message(message["data"])
         finally:

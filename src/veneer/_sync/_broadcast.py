@@ -56,6 +56,9 @@ class BroadcastSubscriber:
         self._pubsub: Any = None
         self._worker: Background | None = None
         self.live = False
+        # When the channel last answered (monotonic): every invalidation Redis published
+        # before that reply has been handed to on_message.
+        self.heard = time.monotonic()
 
     def start(self) -> None:
         if self._worker is None:
@@ -83,12 +86,12 @@ class BroadcastSubscriber:
         pubsub = self._pubsub = client.pubsub()
         try:
             pubsub.subscribe(self._channel)
-            heard = pinged = time.monotonic()
+            heard = pinged = self.heard = time.monotonic()
             while self._worker is None or not self._worker.stopping:
                 message = pubsub.get_message(timeout=_POLL_SECONDS)
                 now = time.monotonic()
                 if message is not None:
-                    heard = now
+                    heard = self.heard = now
                     self._on_heard()  # a reply (a pong too): Redis answers
                 elif now - heard > self._health_timeout:
                     # A hung Redis (SIGSTOP, a dead peer behind a live TCP socket) sends
@@ -102,8 +105,10 @@ class BroadcastSubscriber:
                     continue
                 kind = message.get("type")
                 if kind in (b"subscribe", "subscribe"):
-                    self.live = True
+                    # Live only once the cache has caught up (it may drop copies that
+                    # missed invalidations while away): ready() waits for that.
                     self._on_live()
+                    self.live = True
                 elif kind in (b"message", "message"):
                     self._on_message(message["data"])
         finally:

@@ -215,6 +215,10 @@ class Cache:
         # only while subscribed (a process that cannot hear invalidations must not
         # serve its copies as fresh).
         self._l1_live = opts.l1_size > 0 and not opts.broadcast
+        # Invalidations published in the namespace as this process counts them (the
+        # count read at the last subscription, plus every message since): see _catch_up.
+        self._published: int | None = None
+        self._subscribed_before = False
         if opts.broadcast:
             self._subscriber = BroadcastSubscriber(
                 self._l2.subscriber,
@@ -369,13 +373,12 @@ class Cache:
                 )
             force_lease = True  # an invalidated entry sits there: lease past it
         elif self._warming():
-            # Redis came back empty: serve the in-process copy while one caller refills.
-            # A copy loaded from the source during the outage is not loaded again.
-            entry = self._l1_map.get(key)
+            # Redis came back empty: serve the in-process copy (within max_stale) while
+            # one caller per key refills it. Every copy predates the restart, so none
+            # is trusted: invalidations sent while this process was not subscribed
+            # (a queue replayed at the restart) may have missed it.
             stale = self._l1_stale(key)
-            if entry is not None and stale is not _NONE:
-                if entry.fresh_until > _wall():
-                    return stale, None
+            if stale is not _NONE:
                 return stale, self._claim_refresh(key, loader, ttl, tags, seq, b"")
         return self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
 
@@ -383,25 +386,29 @@ class Cache:
         """Redis is unreachable: an in-process copy within max_stale, else the source.
 
         A value loaded here is kept in L1 as not-fresh (it cannot be invalidated
-        while Redis is out) but servable within max_stale: one load per key per
-        outage, not one per read.
+        while Redis is out), servable for max_stale counted from the moment the
+        load began (a commit after that may be missing from it): one load per key
+        per max_stale of outage, not one per read, and never a copy older than that.
         """
         stale = self._l1_stale(key)
         if stale is not _NONE:
             return stale
+        began = _wall()
         value = (self._load(loader))[0]
-        # Like any fill: not if an invalidation arrived while it loaded (it may be older).
         if self.options.l1_size and self.options.max_stale and seq == self._inv_seq:
             try:
                 size = len(self._envelopes.codec.encode(value))
             except Exception:
                 return value  # not encodable: not cacheable either
+            # Like any fill: not if an invalidation arrived while it loaded (it may be
+            # older), checked again under L1's lock right before the put.
             self._l1.put(
                 key,
                 value,
                 expires=_monotonic(),
-                fresh_until=_wall() + ttl,
+                fresh_until=began,
                 size=size,
+                unless=lambda: seq != self._inv_seq,
             )
         return value
 
@@ -665,8 +672,8 @@ class Cache:
         if self._drift.watching(site):
             self._drift.check(site, key, value, self.options.namespace)
         self._start()
-        self._l1.discard(key)
         self._inv_seq += 1
+        self._l1.discard(key)
         versions = self._stamps.versions(tag_list)
         if versions is None:
             self._invalidations.queue(("k", key))
@@ -684,8 +691,8 @@ class Cache:
             return
         finally:
             # Reads that began before the write landed may hold the old value.
-            self._l1.discard(key)
             self._inv_seq += 1
+            self._l1.discard(key)
         self._invalidations.publish("k", key, 0)
 
     def _fill(
@@ -795,13 +802,19 @@ class Cache:
         self, key: str, value: Any, fresh_seconds: float, size: int, tags: tuple[str, ...], seq: int
     ) -> None:
         if self._l1_live and seq == self._inv_seq and fresh_seconds > 0:
+            now = _wall()
             self._l1.put(
                 key,
                 value,
                 expires=_monotonic() + min(self.options.l1_ttl, fresh_seconds),
-                fresh_until=_wall() + fresh_seconds,
+                # Without a broadcast nothing vouches for the copy after this read, so
+                # as an outage fallback it counts as stale from now (max_stale from here).
+                fresh_until=now + fresh_seconds if self._subscriber is not None else now,
                 size=size,
                 tags=tags,
+                # Checked again under L1's lock: an invalidation between the check
+                # above and the put must not let the older value in.
+                unless=lambda: seq != self._inv_seq or not self._l1_live,
             )
 
     def _release(self, key: str, token: bytes) -> None:
@@ -849,16 +862,18 @@ class Cache:
         """
         check_key(key)
         entry = self._l1_map.get(key)
-        self._l1.discard(key)
+        # The sequence moves before the discard: a guarded put either lands before the
+        # discard (and is removed) or sees the new sequence (see L1Store.put).
         self._inv_seq += 1
+        self._l1.discard(key)
         self._start()
         applied = self._invalidations.apply(
             ("k", key), l1_value=None if entry is None else entry.value
         )
         # A read that started after the first bump may have read the old value from
         # Redis before the delete landed: bump again so it cannot enter L1 either.
-        self._l1.discard(key)
         self._inv_seq += 1
+        self._l1.discard(key)
         return applied
 
     def invalidate_tag(self, tag: str, /) -> bool:
@@ -867,12 +882,12 @@ class Cache:
         Returns False when the invalidation had to be queued (see :meth:`invalidate`).
         """
         check_tag(tag)
-        self._l1.discard_tag(tag)
         self._inv_seq += 1
+        self._l1.discard_tag(tag)
         self._start()
         applied = self._invalidations.apply(("t", tag))
-        self._l1.discard_tag(tag)
         self._inv_seq += 1
+        self._l1.discard_tag(tag)
         return applied
 
     def invalidate_all(self) -> bool:
@@ -880,12 +895,12 @@ class Cache:
 
         Returns False when the invalidation had to be queued (see :meth:`invalidate`).
         """
-        self._l1.clear()
         self._inv_seq += 1
+        self._l1.clear()
         self._start()
         applied = self._invalidations.apply(("e", ""))
-        self._l1.clear()
         self._inv_seq += 1
+        self._l1.clear()
         return applied
 
     def _still_in_l1(self, key: str, value: Any) -> bool:
@@ -901,7 +916,11 @@ class Cache:
 
     def _on_broadcast(self, data: bytes) -> None:
         message = decode_message(data)
-        if message is None or message[0] == self._sender:
+        if message is None:
+            return
+        if self._published is not None:
+            self._published += 1  # every message counts, this process's own too
+        if message[0] == self._sender:
             return
         _sender, kind, name, version = message
         self._counters.invalidations_received += 1
@@ -917,7 +936,7 @@ class Cache:
 
     def _on_live(self) -> None:
         self._inv_seq += 1
-        self._l1_live = self.options.l1_size > 0
+        self._catch_up()
         try:
             run_id = self._l2.run_id()
         except REDIS_ERRORS as exc:
@@ -930,13 +949,36 @@ class Cache:
                 self._warm_until = _monotonic() + self.options.restart_warmup
                 log.warning("veneer[%s]: Redis restarted; refilling", self.options.namespace)
             self._run_id = run_id
+        self._l1_live = self.options.l1_size > 0
         self._on_tick()
+
+    def _catch_up(self) -> None:
+        """On a resubscription: drop every L1 copy if invalidations were published while
+        this process was not subscribed (a queue replayed by another process right after
+        Redis came back, say). The published count tells: it moved by more than the
+        messages this process received. Nothing missed: the copies stay, for warm-up."""
+        try:
+            published: int | None = self._l2.published(self._layout.published_key.encode())
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            published = None
+        if self._subscribed_before and (published is None or published != self._published):
+            self._counters.invalidations_missed += 1
+            self._inv_seq += 1
+            self._l1.clear()
+        self._subscribed_before = True
+        self._published = published
 
     def _on_lost(self) -> None:
         self._l1_live = False
         self._inv_seq += 1
         self._stamps.forget()
-        self._l1.expire_all(_monotonic(), _wall())
+        # The copies were vouched for until the channel last answered, not until the
+        # loss was noticed (up to max(1 s, 4 x redis_timeout) later): max_stale counts
+        # from then.
+        now = _monotonic()
+        heard = now if self._subscriber is None else min(now, self._subscriber.heard)
+        self._l1.expire_all(now, _wall() - (now - heard))
 
     def _on_tick(self) -> None:
         """Periodic work of the subscriber: retry queued invalidations."""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from .._keys import KeyLayout
 from .._stats import Counters
@@ -20,6 +21,11 @@ __all__ = ["Invalidations", "Op", "decode_message"]
 
 # ("k", key) one key, ("t", tag) a tag, ("e", "") the whole namespace.
 Op = tuple[str, str]
+
+# What one attempt to send an invalidation came to.
+_APPLIED = "applied"
+_REFUSED = "refused"  # Redis answered with an error, or no replica has it yet: retry it
+_UNREACHABLE = "unreachable"  # no answer: the ops after it would fail the same way
 
 _message_encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(tuple[str, str, str, int])
@@ -65,13 +71,13 @@ class Invalidations:
         self.pending: dict[Op, None] = {}
 
     def apply(self, op: Op, *, l1_value: Any = None) -> bool:
-        """Send ``op`` now (True), or queue it for retry (False). Earlier queued ops go first."""
-        if self.pending:
-            self.drain()
-            if self.pending:  # Redis still fails: one timeout per call is enough
-                self.queue(op)
-                return False
-        if self._send(op, l1_value):
+        """Send ``op`` now (True), or queue it for retry (False). Queued ops are retried
+        first; one that Redis refuses (out of memory, say) stays queued without holding
+        back the others, which it does not order: each op names its own key or tag."""
+        if self.pending and not self.drain():
+            self.queue(op)  # Redis still unreachable: one timeout per call is enough
+            return False
+        if self._send(op, l1_value) is _APPLIED:
             return True
         self.queue(op)
         return False
@@ -85,14 +91,18 @@ class Invalidations:
                 f"until applied ({len(self.pending)} pending)"
             )
 
-    def drain(self) -> None:
-        """Apply queued invalidations in order; stop at the first that still fails."""
+    def drain(self) -> bool:
+        """Retry every queued invalidation; False when Redis is unreachable (the rest wait
+        for the next try). A refused one stays queued and the next is tried."""
         for op in list(self.pending):
-            if not self._send(op, None):
-                return
-            self.pending.pop(op, None)
+            outcome = self._send(op, None)
+            if outcome is _UNREACHABLE:
+                return False
+            if outcome is _APPLIED:
+                self.pending.pop(op, None)
+        return True
 
-    def _send(self, op: Op, l1_value: Any) -> bool:
+    def _send(self, op: Op, l1_value: Any) -> str:
         kind, name = op
         version = 0
         watch = kind == "k" and self._monitor_every and random.randrange(self._monitor_every) == 0
@@ -109,13 +119,15 @@ class Invalidations:
                 version, durable = self._stamps.bump(stamp)
         except self._errors as exc:
             self._on_error(exc)
-            return False
+            # An answer (OOM, a script or ACL error) is not an outage: Redis may well
+            # take the next invalidation.
+            return _REFUSED if isinstance(exc, ResponseError) else _UNREACHABLE
         self.publish(kind, name, version)
         if watch:
             self._watch(name, before, l1_value)
         # Applied on the primary but on no replica yet: keep it queued so it is sent
         # again (to the promoted replica, if the primary dies before replicating).
-        return durable
+        return _APPLIED if durable else _REFUSED
 
     def publish(self, kind: str, name: str, version: int) -> None:
         self._counters.invalidations_sent += 1
@@ -123,7 +135,16 @@ class Invalidations:
             return
         message = _message_encoder.encode((self._sender, kind, name, version))
         try:
-            self._l2.publish(self._layout.channel, message)
+            self._l2.publish(
+                self._layout.channel,
+                message,
+                self._layout.published_key.encode(),
+                self._stamps.redis_expiry,
+            )
+        except OutOfMemoryError:
+            # Only the count was refused; the message went out (not a transaction).
+            # Subscribers will see a gap on their next reconnect and drop L1: safe.
+            pass
         except self._errors as exc:
             # Redis has the invalidation; other L1s fall back to l1_ttl for this one.
             self._on_error(exc)
