@@ -228,5 +228,7 @@ class CircuitBreaker:
         )
 
     def after_fork(self) -> None:
-        """In a forked child: a fresh lock (a parent thread may have held this one)."""
+        """In a forked child: a fresh lock (a parent thread may have held this one), and
+        a probe the parent was running is not waited for (its thread is not here)."""
         self._lock = threading.Lock()
+        self._probe_started = -self._probe_timeout

@@ -157,6 +157,16 @@ class L1Store:
             self.bytes = 0
             self._head = self._tail = self._hand = None
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock; if a parent thread held the old one it may have
+        been mid-update, so the entries are dropped rather than trusted."""
+        if self._lock.locked():
+            self.map = {}
+            self.bytes = 0
+            self._tag_index = {}
+            self._head = self._tail = self._hand = None
+        self._lock = threading.Lock()
+
     def expire_all(self, now: float, wall_now: float) -> None:
         """Stop trusting every entry as fresh (from ``now``, monotonic); they stay
         available as stale, their staleness counted from ``wall_now`` at the latest."""

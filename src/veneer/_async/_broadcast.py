@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._fork import park
 from ._concurrency import Background, sleep, spawn
 
 __all__ = ["AsyncBroadcastSubscriber"]
@@ -114,6 +115,14 @@ class AsyncBroadcastSubscriber:
             self._pubsub = None
             await pubsub.aclose()
             await self._release(client)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's subscriber task or thread is not here; its
+        connection is the parent's (parked, not closed). ``start()`` makes a new one."""
+        park((self._worker, self._pubsub))
+        self._worker = None
+        self._pubsub = None
+        self.live = False
 
     def _mark_lost(self) -> None:
         if self.live:

@@ -23,6 +23,7 @@ from redis.exceptions import AskError, ClusterDownError, SlotNotCoveredError, Tr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._breaker import BreakerState, CircuitBreaker
+from .._fork import park
 from ._concurrency import call_later
 from ._nodes import (
     close_node_clients,
@@ -40,6 +41,7 @@ from ._redis_io import (
     _pack_get,
     _pack_mget,
     _refused,
+    forget_pool,
 )
 
 __all__ = ["AsyncClusterL2", "TopologyChanged"]
@@ -93,6 +95,20 @@ class AsyncClusterL2(AsyncL2):
             # No owner known for the slot (not discovered yet, or lost in a failover).
             self._schedule_refresh()
             raise TopologyChanged(f"no node known for slot {slot}") from exc
+
+    def after_fork(self) -> None:
+        super().after_fork()
+        park((self._node_free, self._node_clients))
+        self._node_free = {}
+        self._node_clients = {}
+        for node in self.client.get_nodes():
+            # redis-py's asyncio cluster keeps connections on its nodes (no pid check).
+            if hasattr(node, "_free"):
+                park((node._connections, node._free))
+                node._connections = []
+                node._free = deque(maxlen=node._free.maxlen)
+            else:
+                forget_pool(getattr(node.redis_connection, "connection_pool", None))
 
     async def _discover(self) -> None:
         """The asyncio cluster client learns its nodes on first use; lean reads need them."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeAlias, TypeVar
 
@@ -158,6 +159,8 @@ def call_later(delay: float, fn: Callable[[], Coroutine[Any, Any, None]]) -> Non
 
 
 _LATER: set[asyncio.Task[None]] = set()
+# A forked child runs its own event loop; the parent's tasks are not its own.
+os.register_at_fork(after_in_child=_LATER.clear)
 
 
 class SourceBulkhead:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .. import _fork
 from .._breaker import CircuitBreaker
 from .._codec import (
     HEADER_SIZE,
@@ -232,6 +233,23 @@ class Cache:
                 health_timeout=max(1.0, 4 * opts.redis_timeout),
             )
         self._started = False
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (gunicorn --preload, multiprocessing): the parent's threads,
+        tasks, loads, locks and sockets are not this process's. Called by ``_fork``."""
+        self._flights = {}  # their leaders are threads that do not exist here
+        self._bulkhead = SourceBulkhead(self._bulkhead.limit, self._bulkhead.timeout)
+        self._refreshes = BackgroundRefreshes()
+        self._l1.after_fork()
+        self._l2.after_fork()
+        # The parent keeps retrying its own queued invalidations; sending them from
+        # every child too would only repeat them.
+        self._invalidations.pending.clear()
+        if self._subscriber is not None:
+            self._subscriber.after_fork()
+            self._started = False  # the next call subscribes this process
+            self._on_lost()  # until then, L1 copies are not trusted as fresh
 
     # ------------------------------------------------------------------ reads
 

@@ -11,6 +11,7 @@ redis-py client. Errors propagate; the cache front decides what they mean.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -31,6 +32,7 @@ from redis.retry import Retry
 
 from .._breaker import CircuitBreaker
 from .._errors import ConfigurationError
+from .._fork import park
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
 from ._concurrency import call_later
 
@@ -232,6 +234,20 @@ def parse_stamp(reply: Any) -> int:
     return version if 0 < version < 1 << 63 else 0
 
 
+def forget_pool(pool: Any) -> None:
+    """Drop a redis-py pool's connections in a forked child without touching them.
+
+    The threaded pool does this itself on first use (its pid check); the asyncio pool
+    does not, and its connections and lock belong to the parent's event loop.
+    """
+    if pool is None or not hasattr(pool, "_available_connections"):
+        return
+    park((pool._available_connections, pool._in_use_connections))
+    pool.reset()
+    if isinstance(getattr(pool, "_lock", None), asyncio.Lock):
+        pool._lock = asyncio.Lock()
+
+
 def _refused(exc: BaseException) -> bool:
     """Whether a new connection was refused (nothing listens), not merely lost or slow."""
     current: BaseException | None = exc
@@ -383,6 +399,16 @@ class L2:
             except IndexError:
                 break
         self.client.connection_pool.disconnect(inuse_connections=False)
+
+    def after_fork(self) -> None:
+        """In a forked child: none of the parent's connections (parked, not closed: they
+        are the parent's sockets), fresh breaker locks."""
+        park(self._free)
+        self._free = deque()
+        self._pid = os.getpid()
+        for breaker in self.breakers():
+            breaker.after_fork()
+        forget_pool(getattr(self.client, "connection_pool", None))
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():
