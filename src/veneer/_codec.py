@@ -17,7 +17,6 @@ treats as a miss: a bad byte in Redis must never become an exception in the app.
 from __future__ import annotations
 
 import functools
-import pickle
 import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -141,9 +140,13 @@ class PickleCodec:
     name = "pickle"
 
     def encode(self, value: Any, /) -> bytes:
+        import pickle  # only for those who opt in (saves its import for everyone else)
+
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
     def decode(self, data: bytes, /, type: Any = None) -> Any:
+        import pickle
+
         value = pickle.loads(data)  # explicit opt-in, see the class docstring
         if type is not None and not isinstance(value, type):
             raise TypeError(f"unpickled {value.__class__.__name__}, expected {type.__name__}")

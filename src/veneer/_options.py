@@ -18,6 +18,8 @@ _DAY = 86_400.0
 @dataclass(frozen=True, slots=True)
 class CacheOptions:
     namespace: str
+    """Prefix of every key (1-64 of letters, digits, '_.-'); caches of one namespace
+    share entries, invalidations and stamps."""
     ttl: float | None = None
     """Default TTL (seconds) for values that are not given one per call or per decorator."""
     jitter: float = 0.1
@@ -25,6 +27,7 @@ class CacheOptions:
     negative_ttl: float = 30.0
     """TTL of the entry cached when a loader returns ``None`` (capped at the value's own TTL)."""
     cache_none: bool = True
+    """Cache a loader's ``None`` as a negative entry (for ``negative_ttl``)."""
     stale_ttl: float = 0.0
     """How long past its TTL an entry stays in Redis to be served stale while one caller
     refreshes it (stale-while-revalidate). 0 turns it off."""
@@ -62,6 +65,7 @@ class CacheOptions:
     monitor_every: int = 0
     """Re-check 1 in N invalidations after ``monitor_delay`` (0: off); see stats()."""
     monitor_delay: float = 1.0
+    """How long after an invalidation the monitor re-reads the key."""
     registry_every: int = 16
     """Record 1 in N fills in a bounded per-namespace registry that ``veneer verify``
     samples (0: off)."""
@@ -70,15 +74,24 @@ class CacheOptions:
     l1_size: int = 10_000
     """Entries kept in process; 0 turns the in-process tier off."""
     l1_max_bytes: int = 64 * 1024 * 1024
+    """Bytes (encoded size) kept in process; the L1 evicts past it."""
     l1_ttl: float = 5.0
     """How long a process trusts its L1 copy; bounds staleness after a missed broadcast."""
     redis_timeout: float = 0.1
     """Socket read/write deadline of every Redis call, seconds."""
     connect_timeout: float = 0.2
+    """Deadline to open a connection to Redis, seconds."""
     max_value_bytes: int = 1024 * 1024
+    """Largest entry, counted uncompressed, written or read: a bigger loaded value is
+    returned but not cached, ``set`` raises ValueTooLarge, and a bigger (or inflating)
+    entry in Redis is a miss."""
     compress_above: int = 4096
+    """Payloads above this many bytes are compressed (when that makes them smaller)."""
     compression: str = "zstd"
+    """``'zstd'``, ``'lz4'`` (the ``lz4`` extra) or ``'none'``."""
     codec: str | Codec = "msgpack"
+    """``'msgpack'``, ``'json'``, ``'pickle'`` (trusted writers only) or a Codec object;
+    see docs/types.md for what each round-trips."""
     stamp_ttl: float = 1.0
     """How long a process trusts its copy of a tag or namespace version stamp, seconds."""
     broadcast: bool = True

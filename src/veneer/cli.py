@@ -18,9 +18,34 @@ _SUBCOMMANDS: dict[str, str] = {
 }
 
 
+# What `veneer --help` lists, so that listing imports no subcommand (and so neither
+# Redis client): tests/test_imports.py checks each against the command's own help.
+_SHORT_HELP: dict[str, str] = {
+    "demo": "Run a skewed read workload through no cache, naive cache-aside and veneer.",
+    "audit": "Show where a live Redis (or cluster) has become a second database.",
+    "verify": "Reload a sample of recently cached keys from the source and report divergence.",
+    "relay": "Apply the invalidations left in the outbox table, at least once.",
+    "listen": "Invalidate the keys that PostgreSQL triggers name (LISTEN/NOTIFY).",
+}
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_SUBCOMMANDS))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
+        for name in self.list_commands(ctx):
+            text = _SHORT_HELP.get(name)
+            command = (
+                click.Command(name, help=text) if text is not None else self.get_command(ctx, name)
+            )
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _SUBCOMMANDS.get(cmd_name)

@@ -115,7 +115,13 @@ class AsyncCache:
 
     @classmethod
     def from_url(cls, url: str, /, *, namespace: str, **options: Any) -> AsyncCache:
-        """``redis://host:port/db``, ``rediss://...`` (TLS) or ``unix:///path.sock``."""
+        """A cache on the Redis at ``url``: ``redis://[user:pass@]host:port[/db]``,
+        ``rediss://...`` (TLS, certificates verified), ``unix://[user:pass@]/path.sock``,
+        ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://``) or
+        ``redis+sentinel://host:port[,...]/service[/db]`` (``rediss+sentinel://``).
+
+        Options and their defaults: docs/options.md. A bad URL or option raises
+        ConfigurationError (never showing the password)."""
         opts = CacheOptions.build(namespace, options)
         client = build_client(
             url,
