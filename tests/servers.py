@@ -76,6 +76,17 @@ def tls_support_problem(binary: str | None = None) -> str | None:
     return _tls_checked[binary]
 
 
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` (by PID) if it still runs, and close its pipes (no ResourceWarning
+    charged to the next test)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from servers import POSTGRES_URL, RedisServer
+from servers import POSTGRES_URL, RedisServer, reap
 from veneer import Cache, ConfigurationError
 from veneer.cli import main
 
@@ -195,9 +195,4 @@ def test_relay_and_listen_say_they_retry_and_stop_on_sigterm(redis_server: Redis
             assert time.monotonic() - started < 3.0, name
     finally:
         for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+            reap(proc)

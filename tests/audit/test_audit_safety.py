@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import RedisServer
+from servers import RedisServer, reap
 from topologies import redis_cli_binary
 from veneer.audit import AuditOptions, run_audit
 
@@ -228,12 +228,7 @@ def test_ctrl_c_prints_the_partial_report(server: RedisServer) -> None:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        reap(proc)
     assert proc.returncode == 130
     doc = json.loads(out)
     assert doc["sampling"]["interrupted"] is True
