@@ -220,15 +220,17 @@ class Envelope:
     raw: bytes = b""  # the bytes read, filled in by the reader (its header identifies it)
 
 
-@dataclass(frozen=True, slots=True)
 class Payload:
     """A value encoded by the codec and maybe compressed: all the work that can fail,
     done before an envelope (which needs the current stamps) is sealed around it."""
 
-    data: bytes
-    compression: int
-    raw: bytes  # the codec's output, before compression
-    negative: bool
+    __slots__ = ("compression", "data", "negative", "raw")
+
+    def __init__(self, data: bytes, compression: int, raw: bytes, negative: bool) -> None:
+        self.data = data
+        self.compression = compression
+        self.raw = raw  # the codec's output, before compression
+        self.negative = negative
 
 
 class EnvelopeCodec:
@@ -328,6 +330,7 @@ class EnvelopeCodec:
         if not tags:
             return head + payload.data
         parts = [head]
+        size = HEADER_SIZE + len(payload.raw)
         for name, version in tags:
             raw = name.encode()
             if not 0 < len(raw) <= MAX_TAG_BYTES:
@@ -335,9 +338,9 @@ class EnvelopeCodec:
             parts.append(_TAG_HEAD.pack(len(raw)))
             parts.append(raw)
             parts.append(_TAG_VERSION.pack(version & 0xFFFFFFFFFFFFFFFF))
-        tags_size = sum(map(len, parts)) - HEADER_SIZE
-        if HEADER_SIZE + tags_size + len(payload.raw) > self._max_bytes:
-            raise EntryTooLarge(HEADER_SIZE + tags_size + len(payload.raw))
+            size += 10 + len(raw)
+        if size > self._max_bytes:
+            raise EntryTooLarge(size)
         parts.append(payload.data)
         return b"".join(parts)
 
