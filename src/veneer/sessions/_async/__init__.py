@@ -1,0 +1,1 @@
+"""The asyncio session store: the source of the generated ``_sync`` twin."""
