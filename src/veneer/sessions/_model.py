@@ -114,6 +114,8 @@ class SessionStats:
     revocation_checks: int = 0
     """Database re-checks made because this process could not hear invalidations."""
     revoked_by_check: int = 0
+    checks_shed: int = 0
+    """Re-checks skipped because the store's bulkhead was full (the cached copy served)."""
     database_errors: int = 0
 
 

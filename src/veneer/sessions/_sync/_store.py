@@ -19,6 +19,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ..._errors import ConfigurationError
 from ..._sync._cache import Cache
+from ..._sync._concurrency import SourceBulkhead
 from ...integrations.sqlalchemy import CacheInvalidator
 from .._model import (
     DataCodec,
@@ -104,6 +105,11 @@ class SessionStore:
         self._checks: dict[str, tuple[float, Record | None]] = {}
         self._touched: dict[str, float] = {}
         self._unsure_until = 0.0
+        # The store's own reads past the cache (re-checks, expiry confirmations) are
+        # bounded like the cache's loads, so an outage cannot pile them onto the database.
+        self._bulkhead = SourceBulkhead(
+            cache.options.source_concurrency, cache.options.source_queue_timeout
+        )
 
     def __repr__(self) -> str:
         return (
@@ -430,6 +436,9 @@ class SessionStore:
         checked = self._checks.get(session_id)
         if checked is not None and now - checked[0] < self.options.revocation_check:
             return checked[1]
+        if not self._bulkhead.acquire():
+            self._stats.checks_shed += 1
+            return record if checked is None else checked[1]
         self._stats.revocation_checks += 1
         try:
             fresh = self._read_row(session_id)
@@ -437,6 +446,8 @@ class SessionStore:
             # Both tiers of truth are out: the cache's copy stands (within its max_stale).
             self._stats.database_errors += 1
             fresh = record
+        finally:
+            self._bulkhead.release()
         if fresh is None:
             self._stats.revoked_by_check += 1
         if len(self._checks) >= _BOOK_LIMIT:
@@ -446,13 +457,15 @@ class SessionStore:
 
     def _confirm_expiry(self, session_id: str, record: Record, now: float) -> Record | None:
         """An idle-expired copy may predate a touch whose invalidation was lost: ask the row."""
-        if not idle_only(record, now, self.options):
+        if not idle_only(record, now, self.options) or not self._bulkhead.acquire():
             return None
         try:
             fresh = self._read_row(session_id)
         except DATABASE_ERRORS:
             self._stats.database_errors += 1
             return None
+        finally:
+            self._bulkhead.release()
         if fresh is None or is_expired(fresh, now, self.options):
             return None
         self._cache.invalidate(self._prefix + session_id)
@@ -460,7 +473,7 @@ class SessionStore:
 
     def _touch_quietly(self, session: Session, now: float) -> None:
         last = self._touched.get(session.id)
-        if last is not None and _monotonic() - last < self.options.touch_interval:
+        if last is not None and now - last < self.options.touch_interval:
             return  # this process already wrote (or tried) within the interval
         try:
             self._touch(session, now)
@@ -471,7 +484,7 @@ class SessionStore:
     def _touch(self, session: Session, now: float) -> bool:
         if len(self._touched) >= _BOOK_LIMIT:
             self._touched.clear()
-        self._touched[session.id] = _monotonic()
+        self._touched[session.id] = now
         sessions = self.tables.sessions
         expires = expiry_of(session.created_at, now, self.options)
         with self._maker() as db, db.begin():
