@@ -15,6 +15,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "verify": "veneer._verify_cli:verify_command",
     "relay": "veneer.integrations.cli:relay",
     "listen": "veneer.integrations.cli:listen",
+    "sessions": "veneer.sessions.cli:sessions",
 }
 
 
