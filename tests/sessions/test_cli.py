@@ -72,12 +72,14 @@ def test_cli_purge_and_stats(engine: sa.Engine, tables: SessionTables) -> None:
 
 
 def test_cli_errors_say_what_to_do(engine: sa.Engine) -> None:
-    """A missing table or an unreachable database is a one-line error, not a traceback."""
+    """A missing table (exit 2), an unreachable database (3) or a bad URL (2) is a one-line
+    error, not a traceback."""
     runner = CliRunner()
     result = runner.invoke(main, ["sessions", "stats", "--db", POSTGRES_URL, "--table", "nope_x"])
-    assert result.exit_code == 1 and "create_tables" in result.output
+    assert result.exit_code == 2 and "create_tables" in result.output, result.output
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
     result = runner.invoke(main, ["sessions", "purge", "--db", dead])
-    assert result.exit_code == 1 and "cannot reach the database" in result.output
+    assert result.exit_code == 3 and "cannot reach the database" in result.output, result.output
     result = runner.invoke(main, ["sessions", "purge", "--db", "not a url"])
-    assert result.exit_code == 2 and "--db" in result.output
+    assert result.exit_code == 2 and "bad database URL" in result.output, result.output
+    assert "Traceback" not in result.output

@@ -17,40 +17,33 @@ if TYPE_CHECKING:
 __all__ = ["sessions"]
 
 
-def _engine_and_tables(dsn: str, table: str, schema: str | None) -> tuple[sa.Engine, SessionTables]:
+def _open(dsn: str, table: str, schema: str | None) -> tuple[sa.Engine, SessionTables]:
+    """The engine and tables, or a one-line error: 2 for a bad URL or a missing table, 3 for
+    a database that does not answer (the exit codes of every ``veneer`` command)."""
     import sqlalchemy as sa
 
+    from .._cli_support import EXIT_USAGE, CommandFailed, database_problem
+    from ..integrations.outbox import sqlalchemy_url
     from ._tables import session_tables
 
-    try:
-        url = sa.make_url(dsn)
-        if url.drivername == "postgresql":
-            url = url.set(drivername="postgresql+psycopg")
-        engine = sa.create_engine(url)
-    except Exception as exc:
-        raise click.BadParameter(f"cannot use this URL: {exc}", param_hint="--db") from None
-    return engine, session_tables(name=table, schema=schema)
-
-
-def _open(dsn: str, table: str, schema: str | None) -> tuple[sa.Engine, SessionTables]:
-    import sqlalchemy as sa
-
-    engine, tables = _engine_and_tables(dsn, table, schema)
+    problem = database_problem(dsn)
+    if problem is not None:
+        raise CommandFailed(*problem)
+    engine = sa.create_engine(sqlalchemy_url(dsn))
     try:
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table, schema=schema):
-                raise click.ClickException(
-                    f"no table {table!r} in this database: create it with "
-                    "veneer.sessions.create_tables(engine), or pass --table"
-                )
-    except sa.exc.SQLAlchemyError as exc:
-        engine.dispose()
-        orig = getattr(exc, "orig", None) or exc
-        raise click.ClickException(f"cannot reach the database: {orig}") from None
-    except click.ClickException:
+            found = sa.inspect(conn).has_table(table, schema=schema)
+    except BaseException:
         engine.dispose()
         raise
-    return engine, tables
+    if not found:
+        engine.dispose()
+        raise CommandFailed(
+            f"no table {table!r} in this database: create it with "
+            "veneer.sessions.create_tables(engine) (or tables_ddl()), or pass --table",
+            EXIT_USAGE,
+        )
+    return engine, session_tables(name=table, schema=schema)
 
 
 _db = click.option("--db", "dsn", required=True, envvar="VENEER_DB", help="Database URL.")
