@@ -24,3 +24,13 @@ def test_sessions_public_api() -> None:
         assert getattr(veneer.sessions, name).__module__.startswith("veneer.sessions")
     for name in ("SessionDataTooLarge", "SourceUnavailable", "UnencodableSessionData"):
         assert issubclass(getattr(veneer.sessions, name), veneer.VeneerError)
+
+
+def test_asgi_public_api() -> None:
+    import veneer.sessions.asgi
+
+    assert sorted(veneer.sessions.asgi.__all__) == [
+        "LazySession",
+        "SessionMiddleware",
+        "SessionNotLoaded",
+    ]
