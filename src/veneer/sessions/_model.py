@@ -85,6 +85,20 @@ class Session:
         self._encoded = encoded
         self._user_at_load = user_id
 
+    @classmethod
+    def from_record(cls, id: str, record: Record, data: dict[str, Any]) -> Session:
+        # The hot path of every load: slot stores, no keyword-argument parsing.
+        self = cls.__new__(cls)
+        self.id = id
+        self.user_id = self._user_at_load = record.user_id
+        self.data = data
+        self.created_at = record.created_at
+        self.last_seen = record.last_seen
+        self.expires_at = record.expires_at
+        self._generation = record.generation
+        self._encoded = record.data
+        return self
+
     def __repr__(self) -> str:
         # Data may hold personal details: the repr names the keys, not the values.
         return (

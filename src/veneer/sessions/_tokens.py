@@ -7,10 +7,10 @@ dump of either gives no token that a client could present.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
+from hashlib import sha256
 
 __all__ = ["TOKEN_BYTES", "TokenDigest", "new_token"]
 
@@ -47,9 +47,9 @@ class TokenDigest:
 
     def id_of(self, token: object) -> str | None:
         """The hex digest of ``token``, or None when it is not a well-formed token."""
-        if not isinstance(token, str) or _TOKEN_SHAPE.fullmatch(token) is None:
+        if type(token) is not str or len(token) != 43 or _TOKEN_SHAPE.fullmatch(token) is None:
             return None
         data = token.encode("ascii")
         if self._key is None:
-            return hashlib.sha256(data).hexdigest()
+            return sha256(data).hexdigest()
         return hmac.digest(self._key, data, "sha256").hex()

@@ -127,25 +127,28 @@ class SessionStore:
         per ``touch_interval``; its failure is counted, never raised.
         """
         session_id = self._digest.id_of(token)
+        stats = self._stats
         if session_id is None:
-            self._stats.malformed += 1
+            stats.malformed += 1
             return None
-        self._stats.loads += 1
+        stats.loads += 1
         record = self._cached_record(session_id)
-        if record is not None and self._unsure():
+        if record is not None and (not self._cache.ready(0) or _monotonic() < self._unsure_until):
+            # This process may have missed an invalidation: ask the database (bounded).
+            self._unsure_until = max(self._unsure_until, self._unsure_deadline())
             record = self._recheck(session_id, record)
         if record is None:
-            self._stats.loads_refused += 1
+            stats.loads_refused += 1
             return None
         now = _wall()
         if is_expired(record, now, self.options):
             record = self._confirm_expiry(session_id, record, now)
             if record is None:
-                self._stats.expired += 1
-                self._stats.loads_refused += 1
+                stats.expired += 1
+                stats.loads_refused += 1
                 return None
         session = self._session(session_id, record)
-        if touch_due(record.last_seen, now, self.options):
+        if now - record.last_seen >= self.options.touch_interval:
             self._touch_quietly(session, now)
         return session
 
@@ -392,16 +395,7 @@ class SessionStore:
     # --------------------------------------------------------------- plumbing
 
     def _session(self, session_id: str, record: Record) -> Session:
-        return Session(
-            session_id,
-            record.user_id,
-            self._codec.decode(record.data),
-            created_at=record.created_at,
-            last_seen=record.last_seen,
-            expires_at=record.expires_at,
-            generation=record.generation,
-            encoded=record.data,
-        )
+        return Session.from_record(session_id, record, self._codec.decode(record.data))
 
     def _cached_record(self, session_id: str) -> Record | None:
         with translated("load the session", self._stats):
@@ -418,17 +412,16 @@ class SessionStore:
             row = (conn.execute(select_record(self.tables, session_id))).first()
         return record_of(row)
 
-    def _unsure(self) -> bool:
-        """Whether the cache may be serving copies that missed an invalidation.
+    def _unsure_deadline(self) -> float:
+        """Until when this process must ask the database before trusting the cache.
 
         While the cache does not hear invalidations (Redis down, hung, or
         reconnecting), and for its ``restart_warmup`` after (a restarted Redis lets
-        it serve in-process copies while keys refill), the store asks the database.
+        it serve in-process copies while keys refill).
         """
         if self._cache.ready(0):
-            return _monotonic() < self._unsure_until
-        self._unsure_until = _monotonic() + self._cache.options.restart_warmup
-        return True
+            return self._unsure_until
+        return _monotonic() + self._cache.options.restart_warmup
 
     def _recheck(self, session_id: str, record: Record) -> Record | None:
         """The row as the database has it, asked at most every ``revocation_check`` seconds."""
