@@ -23,6 +23,7 @@ __all__ = [
     "record_of",
     "select_record",
     "translated",
+    "unavailable",
     "user_id_of",
 ]
 
@@ -104,6 +105,18 @@ def bump_generation(tables: SessionTables, dialect: str, user_id: str) -> Any:
     )
 
 
+def unavailable(what: str, exc: BaseException, stats: SessionStats) -> SourceUnavailable:
+    """The error for a database outage during ``what`` (counted in ``stats``)."""
+    stats.database_errors += 1
+    orig = getattr(exc, "orig", None) or exc
+    # The first line of the driver's message, never the statement or its parameters.
+    reason = (str(orig).strip().splitlines() or [""])[0][:200]
+    return SourceUnavailable(
+        f"could not {what}: the database is unavailable ({type(orig).__name__}: {reason}); "
+        "nothing was changed, retry when it is back"
+    )
+
+
 class translated:  # used like a function: ``with translated(...)``
     """Turn a database outage into :class:`SourceUnavailable` naming what did not happen.
 
@@ -122,14 +135,7 @@ class translated:  # used like a function: ``with translated(...)``
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, DATABASE_ERRORS):
-            self.stats.database_errors += 1
-            orig = getattr(exc, "orig", None) or exc
-            # The first line of the driver's message, never the statement or its parameters.
-            reason = (str(orig).strip().splitlines() or [""])[0][:200]
-            raise SourceUnavailable(
-                f"could not {self.what}: the database is unavailable "
-                f"({type(orig).__name__}: {reason}); nothing was changed, retry when it is back"
-            ) from exc
+            raise unavailable(self.what, exc, self.stats) from exc
 
     async def __aenter__(self) -> None:
         return None

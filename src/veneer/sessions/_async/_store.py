@@ -38,6 +38,7 @@ from .._sql import (
     record_of,
     select_record,
     translated,
+    unavailable,
     user_id_of,
 )
 from .._tables import SessionTables, session_tables
@@ -130,7 +131,16 @@ class AsyncSessionStore:
             stats.malformed += 1
             return None
         stats.loads += 1
-        record = await self._cached_record(session_id)
+        try:
+            record: Record | None = await self._cache.get_or_load(
+                self._prefix + session_id,
+                functools.partial(self._read_row, session_id),
+                ttl=self.options.cache_ttl,
+                type=Record,
+            )
+        except DATABASE_ERRORS as exc:
+            # In no cache tier and the database is down: say so, do not guess.
+            raise unavailable("load the session", exc, stats) from exc
         if record is not None and (
             not await self._cache.ready(0) or _monotonic() < self._unsure_until
         ):
@@ -396,16 +406,6 @@ class AsyncSessionStore:
 
     def _session(self, session_id: str, record: Record) -> Session:
         return Session.from_record(session_id, record, self._codec.decode(record.data))
-
-    async def _cached_record(self, session_id: str) -> Record | None:
-        with translated("load the session", self._stats):
-            record: Record | None = await self._cache.get_or_load(
-                self._prefix + session_id,
-                functools.partial(self._read_row, session_id),
-                ttl=self.options.cache_ttl,
-                type=Record,
-            )
-        return record
 
     async def _read_row(self, session_id: str) -> Record | None:
         async with self._engine.connect() as conn:

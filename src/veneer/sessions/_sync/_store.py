@@ -40,6 +40,7 @@ from .._sql import (
     record_of,
     select_record,
     translated,
+    unavailable,
     user_id_of,
 )
 from .._tables import SessionTables, session_tables
@@ -132,7 +133,16 @@ class SessionStore:
             stats.malformed += 1
             return None
         stats.loads += 1
-        record = self._cached_record(session_id)
+        try:
+            record: Record | None = self._cache.get_or_load(
+                self._prefix + session_id,
+                functools.partial(self._read_row, session_id),
+                ttl=self.options.cache_ttl,
+                type=Record,
+            )
+        except DATABASE_ERRORS as exc:
+            # In no cache tier and the database is down: say so, do not guess.
+            raise unavailable("load the session", exc, stats) from exc
         if record is not None and (not self._cache.ready(0) or _monotonic() < self._unsure_until):
             # This process may have missed an invalidation: ask the database (bounded).
             self._unsure_until = max(self._unsure_until, self._unsure_deadline())
@@ -396,16 +406,6 @@ class SessionStore:
 
     def _session(self, session_id: str, record: Record) -> Session:
         return Session.from_record(session_id, record, self._codec.decode(record.data))
-
-    def _cached_record(self, session_id: str) -> Record | None:
-        with translated("load the session", self._stats):
-            record: Record | None = self._cache.get_or_load(
-                self._prefix + session_id,
-                functools.partial(self._read_row, session_id),
-                ttl=self.options.cache_ttl,
-                type=Record,
-            )
-        return record
 
     def _read_row(self, session_id: str) -> Record | None:
         with self._engine.connect() as conn:
