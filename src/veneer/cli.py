@@ -27,6 +27,7 @@ _SHORT_HELP: dict[str, str] = {
     "verify": "Reload a sample of recently cached keys from the source and report divergence.",
     "relay": "Apply the invalidations left in the outbox table, at least once.",
     "listen": "Invalidate the keys that PostgreSQL triggers name (LISTEN/NOTIFY).",
+    "sessions": "Maintenance of the session tables (veneer.sessions).",
 }
 
 
