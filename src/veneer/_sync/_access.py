@@ -87,6 +87,29 @@ class RedisAccess:
         """Run ``script`` on the node of ``keys[0]``; raises :class:`RedisDown`."""
         return self._run([keys[0]], script._script, keys=list(keys), args=list(args))
 
+    def eval_many(
+        self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per ``(keys, args)`` call, in one round trip per node (each
+        call on the node of its ``keys[0]``; calls may span slots). Replies come back in
+        call order. Not atomic across calls: on :class:`RedisDown` some calls may have
+        run (on a cluster, those of the nodes that answered).
+
+        Each call is sent as ``EVAL`` with the script's source, so a server that lost its
+        script cache (a restart) never answers NOSCRIPT halfway through a batch."""
+
+        def op(keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+            def add(pipe: Any) -> None:
+                pipe.execute_command("EVAL", script.source, len(keys), *keys, *args)
+
+            return (keys[0], add)
+
+        try:
+            replies: list[Any] = self._l2._pipeline([op(k, a) for k, a in calls])
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from None
+        return replies
+
     def command(self, routing: bytes, /, *args: Any) -> Any:
         """One command for a key on ``routing``'s node (``"HINCRBY", key, field, 1``)."""
         return self._run([routing], self._l2.client.execute_command, *args)

@@ -1,0 +1,1 @@
+"""The asyncio shell of counters (the source of ``veneer.counters._sync``)."""

@@ -1,0 +1,404 @@
+"""The asyncio counters front; ``_sync/_counters.py`` is generated from this file.
+
+Exact counters: an increment returns once it is committed to the journal (group
+commits). Buffered counters: once Redis has it in the shard's buffer (one script
+call); a flusher moves buffers to the database exactly once. Reads are the durable
+total, read through the cache, plus what is buffered in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..._async._cache import AsyncCache
+from ..._async._concurrency import Background, sleep, spawn
+from ..._errors import RedisDown
+from .._spec import (
+    CounterOverflow,
+    CounterSpec,
+    Mode,
+    UnknownCounter,
+    check_amount,
+    check_counter_key,
+    read_key,
+    read_tag,
+    shard_of,
+    specs_from,
+)
+from .._sql import Pair
+from .._stats import CounterStats, FlushReport
+from .._tables import AsyncEngine, AsyncEngines, CounterTables, counter_tables
+from ._buffer import AsyncBuffer, ShardCall, Writer
+from ._flusher import AsyncCounterFlusher
+from ._journal import AsyncJournalWriter
+from ._store import AsyncCounterStore
+
+__all__ = ["AsyncCounters"]
+
+log = logging.getLogger("veneer")
+
+_live: weakref.WeakSet[AsyncCounters] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for counters in list(_live):
+        counters._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_RESOLVE_EVERY = 0.1
+
+
+@dataclass(slots=True)
+class _InDoubt:
+    """A buffered call that got no answer: applied or not, only Redis can tell."""
+
+    call: ShardCall
+
+
+class AsyncCounters:
+    """Counters kept in the database, with Redis taking the write rate.
+
+    ``counters`` names every counter and its mode: ``{"views": "buffered",
+    "credits": "exact"}`` (or a :class:`CounterSpec` for a shard count). ``engine``
+    is an async SQLAlchemy engine or a URL. The tables must exist
+    (:func:`create_counter_tables`). ``flusher=True`` runs a flusher in this
+    process (every ``flush_interval`` seconds); otherwise run ``veneer counters
+    flush`` next to the application.
+    """
+
+    def __init__(
+        self,
+        cache: AsyncCache,
+        engine: AsyncEngine | str,
+        counters: Mapping[str, Mode | CounterSpec],
+        /,
+        *,
+        tables: CounterTables | None = None,
+        read_ttl: float = 60.0,
+        flusher: bool = False,
+        flush_interval: float = 1.0,
+        lease_ttl: float = 10.0,
+        buffer_ttl: float = 7 * 86400.0,
+    ) -> None:
+        self.specs = specs_from(counters)
+        self.cache = cache
+        self.tables = tables if tables is not None else counter_tables()
+        self._engine, self._owns_engine = AsyncEngines.build(engine)
+        self._store = AsyncCounterStore(self._engine, self.tables)
+        self._buffer = AsyncBuffer(cache.redis_access("counters"), ttl=buffer_ttl)
+        self._journal = AsyncJournalWriter(self._store, self._invalidate_keys)
+        self.read_ttl = read_ttl
+        self._stats = CounterStats()
+        self._lock = threading.Lock()  # statistics, from several threads in the sync shell
+        self._writers: deque[Writer] = deque()
+        self._epochs: dict[tuple[str, int], bytes] = {}
+        self._in_doubt: list[_InDoubt] = []
+        self._resolver: Background | None = None
+        self._registered = False
+        self._closed = False
+        self._flusher = (
+            AsyncCounterFlusher._from_parts(
+                cache, self._store, self._buffer, self.specs,
+                interval=flush_interval, lease_ttl=lease_ttl,
+            )
+            if flusher
+            else None
+        )  # fmt: skip
+        self._flusher_started = False
+        _live.add(self)
+
+    # ------------------------------------------------------------------ writes
+
+    async def incr(self, name: str, key: str, n: int = 1, /) -> None:
+        """Add ``n`` to ``name[key]``; returns once the increment is acknowledged (exact:
+        committed to the database; buffered: in Redis, or in the database if Redis is down).
+
+        Raises ``TypeError`` for a non-int ``n``, :class:`CounterOverflow` past 64 bits,
+        :class:`UnknownCounter`; nothing is counted then.
+        """
+        spec = self._spec(name)
+        check_counter_key(key)
+        check_amount(n)
+        await self._start()
+        if spec.mode == "exact":
+            await self._journal.write([((name, key), n)])
+            with self._lock:
+                self._stats.exact_increments += 1
+            return
+        call = ShardCall(name, shard_of(key, spec.shards), [(key, n)], self._writer())
+        await self._send([call])
+
+    async def incr_many(self, items: Iterable[tuple[str, str, int]], /) -> None:
+        """Add many ``(name, key, n)`` at once: exact ones in one transaction, buffered ones
+        in one Redis round trip (one per node on a cluster). Every item is checked first:
+        one bad item refuses the whole call."""
+        exact: list[tuple[Pair, int]] = []
+        by_shard: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+        for name, key, n in items:
+            spec = self._spec(name)
+            check_counter_key(key)
+            check_amount(n)
+            if spec.mode == "exact":
+                exact.append(((name, key), n))
+            else:
+                by_shard[(name, shard_of(key, spec.shards))].append((key, n))
+        await self._start()
+        if exact:
+            await self._journal.write(exact)
+            with self._lock:
+                self._stats.exact_increments += len(exact)
+        if by_shard:
+            calls = [ShardCall(name, shard, keyed, self._writer())
+                     for (name, shard), keyed in by_shard.items()]  # fmt: skip
+            await self._send(calls)
+
+    def _writer(self) -> Writer:
+        try:
+            return self._writers.pop()
+        except IndexError:
+            return Writer()
+
+    async def _send(self, calls: list[ShardCall]) -> None:
+        for call in calls:
+            call.writer.seq += 1
+            call.seq = call.writer.seq
+            call.epoch = self._epochs.get((call.name, call.shard))
+        try:
+            replies = await self._buffer.incr(calls)
+        except RedisDown as down:
+            with self._lock:
+                self._stats.redis_errors += 1
+            if down.breaker_open and len(calls) == 1:
+                # Refused before anything was sent: certainly not applied.
+                self._writers.append(calls[0].writer)
+                await self._direct(calls)
+                return
+            # Sent, no answer: Redis may or may not have applied it. Never guess: the
+            # resolver asks Redis (fencing the writer) once it answers again.
+            with self._lock:
+                for call in calls:
+                    self._in_doubt.append(_InDoubt(call))
+                    self._stats.in_doubt += len(call.items)
+            self._start_resolver()
+            return
+        refused: list[ShardCall] = []
+        overflow: list[str] = []
+        applied = 0
+        for call, reply in zip(calls, replies, strict=True):
+            code = int(reply[0])
+            if code == 1:
+                self._epochs[(call.name, call.shard)] = reply[1]
+                self._writers.append(call.writer)
+                applied += len(call.items)
+            elif code == 2:
+                self._writers.append(call.writer)
+                overflow.append(f"{call.name}[{reply[2].decode()!r}]")
+            else:
+                refused.append(call)  # a fenced writer: certainly not applied
+        with self._lock:
+            self._stats.buffered_increments += applied
+        if refused:
+            await self._direct(refused)
+        if overflow:
+            raise CounterOverflow(
+                f"increment refused: it would take {', '.join(overflow)} past a signed "
+                "64-bit count (9223372036854775807); those shards counted nothing"
+            )
+
+    async def _direct(self, calls: list[ShardCall]) -> None:
+        """Buffered increments Redis certainly did not take: into the journal now."""
+        items = [((call.name, key), n) for call in calls for key, n in call.items]
+        await self._journal.write(items)
+        with self._lock:
+            self._stats.direct_increments += len(items)
+
+    async def _invalidate_keys(self, pairs: list[Pair]) -> None:
+        for name, key in pairs:
+            await self.cache.invalidate(read_key(name, key))
+
+    # ----------------------------------------------------------------- in doubt
+
+    def _start_resolver(self) -> None:
+        if self._resolver is None and not self._closed:
+            self._resolver = spawn(self._resolve_loop, "veneer-counters-resolver")
+
+    async def _resolve_loop(self) -> None:
+        try:
+            while self._in_doubt and not self._closed:
+                await self.resolve()
+                if self._in_doubt:
+                    await sleep(_RESOLVE_EVERY)
+        finally:
+            self._resolver = None
+
+    async def resolve(self) -> int:
+        """Settle the increments in doubt that Redis can answer for now; returns how many
+        remain. Runs by itself in the background; call it to settle before a shutdown."""
+        for _ in range(len(self._in_doubt)):
+            try:
+                doubt = self._in_doubt.pop(0)  # taken out, so no two resolvers share one
+            except IndexError:
+                break
+            if not await self._settle(doubt.call):
+                self._in_doubt.append(doubt)
+                break
+        return sum(len(d.call.items) for d in self._in_doubt)
+
+    async def _settle(self, call: ShardCall) -> bool:
+        """Whether ``call`` is settled: applied by Redis, written to the database, or lost
+        with Redis's data. False when Redis (or the database) cannot answer yet."""
+        try:
+            mark, epoch = await self._buffer.fence(call.name, call.shard, call.writer.id)
+        except RedisDown:
+            return False
+        count = len(call.items)
+        outcome = "in_doubt_applied"
+        if mark is not None and mark >= call.seq:
+            pass
+        elif call.epoch is not None and epoch == call.epoch:
+            # Same Redis incarnation, never applied, and fenced now: it never will be.
+            items = [((call.name, key), n) for key, n in call.items]
+            try:
+                await self._journal.write(items)
+            except CounterOverflow:
+                log.error("veneer counters: %d increment(s) in doubt overflow; dropped", count)
+            except Exception as exc:
+                log.warning("veneer counters: could not write increments in doubt: %s", exc)
+                return False
+            outcome = "in_doubt_written"
+        else:
+            outcome = "in_doubt_lost"
+            log.warning(
+                "veneer counters: %d buffered increment(s) in doubt lost: Redis lost its data "
+                "before it could say whether it had applied them",
+                count,
+            )
+        with self._lock:
+            setattr(self._stats, outcome, getattr(self._stats, outcome) + count)
+            self._stats.in_doubt -= count
+        return True
+
+    # ------------------------------------------------------------------- reads
+
+    async def get(self, name: str, key: str, /) -> int:
+        """The durable total (read through the cache) plus the deltas buffered in Redis."""
+        return (await self.get_many(name, [key]))[key]
+
+    async def get_many(self, name: str, keys: Iterable[str], /) -> dict[str, int]:
+        """Several keys of one counter: one cache batch and one Redis round trip."""
+        spec = self._spec(name)
+        wanted = [check_counter_key(key) for key in keys]
+        if not wanted:
+            return {}
+        prefix = read_tag(name)
+
+        async def load_many(missing: list[str]) -> dict[str, list[Any]]:
+            found = await self._store.durable([(name, k[len(prefix) :]) for k in missing])
+            return {prefix + key: [d.total, d.last_flush] for (_, key), d in found.items()}
+
+        cached = await self.cache.get_or_load_many(
+            [prefix + key for key in wanted], load_many, ttl=self.read_ttl, tags=[prefix]
+        )
+        durable = {key: cached[prefix + key] or [0, None] for key in wanted}
+        totals = {key: int(durable[key][0]) for key in wanted}
+        if spec.mode == "exact":
+            return totals
+        groups: dict[int, list[str]] = defaultdict(list)
+        for key in wanted:
+            groups[shard_of(key, spec.shards)].append(key)
+        order = list(groups.items())
+        try:
+            replies = await self._buffer.read([(name, shard, ks) for shard, ks in order])
+        except RedisDown:
+            self._stats.redis_errors += 1
+            return totals  # what is buffered is out of sight while Redis is
+        for (_shard, ks), (flush_id, buffered, claimed) in zip(order, replies, strict=True):
+            for key, b, c in zip(ks, buffered, claimed, strict=True):
+                # A claimed buffer whose flush this total already includes counts once.
+                already = flush_id is not None and durable[key][1] == flush_id
+                totals[key] += b + (0 if already else c)
+        return totals
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _spec(self, name: str) -> CounterSpec:
+        spec = self.specs.get(name)
+        if spec is None:
+            raise UnknownCounter(name, self.specs)
+        return spec
+
+    async def _start(self) -> None:
+        if not self._registered:
+            await self._store.register(self.specs)
+            self._registered = True
+        if self._flusher is not None and not self._flusher_started and not self._closed:
+            self._flusher_started = True
+            self._flusher.start()
+
+    async def flush(self) -> FlushReport:
+        """One flush pass over this instance's buffered counters, now (with the lease, so
+        it never collides with a running flusher)."""
+        flusher = self._flusher or AsyncCounterFlusher._from_parts(
+            self.cache, self._store, self._buffer, self.specs
+        )
+        return await flusher.run_once()
+
+    async def compact(self, limit: int = 10_000) -> int:
+        """Fold up to ``limit`` journal rows into totals now; returns how many."""
+        return await self._store.compact(limit)
+
+    def stats(self) -> CounterStats:
+        stats = CounterStats(**self._stats.as_dict())
+        stats.journal_batches = self._journal.batches
+        stats.db_transactions = self._store.transactions
+        return stats
+
+    def _after_fork(self) -> None:
+        # The parent owns what it had in flight: its doubts, writers and waiting callers.
+        self._writers = deque()
+        self._in_doubt = []
+        self._resolver = None
+        self._journal.after_fork()
+        self._flusher_started = False
+        if self._flusher is not None:
+            self._flusher._after_fork()
+        if self._owns_engine:
+            AsyncEngines.after_fork(self._engine)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the background work; settles the increments in doubt Redis can answer for
+        within ``timeout`` seconds (the rest are logged)."""
+        if self._closed:
+            return
+        waited = 0.0
+        while self._in_doubt and waited < timeout and await self.resolve():
+            await sleep(_RESOLVE_EVERY)
+            waited += _RESOLVE_EVERY
+        if self._in_doubt:
+            log.warning(
+                "veneer counters: closing with %d increment(s) in doubt (Redis unreachable)",
+                sum(len(d.call.items) for d in self._in_doubt),
+            )
+        self._closed = True
+        resolver, self._resolver = self._resolver, None
+        if resolver is not None:
+            await resolver.stop()
+        if self._flusher is not None:
+            await self._flusher.stop()
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> AsyncCounters:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

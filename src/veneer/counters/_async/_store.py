@@ -1,0 +1,280 @@
+"""The database side of counters for the asyncio shell: reads, journal appends, flushes
+and compaction, each one transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ..._errors import ConfigurationError
+from .._spec import CounterSpec, CounterStoreError
+from .._sql import Pair, durable_select, fits, journal_rows, totals_upsert
+from .._tables import AsyncConnection, AsyncEngine, CounterTables
+
+__all__ = ["AsyncCounterStore", "ClaimedFlush", "Durable"]
+
+# How many (name, key) pairs go into one IN list.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    total: int
+    last_flush: str | None
+
+
+@dataclass(slots=True)
+class ClaimedFlush:
+    """One shard's claimed buffer, to be applied under ``flush_id``."""
+
+    name: str
+    shard: int
+    flush_id: str
+    deltas: dict[str, int]
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class AsyncCounterStore:
+    """The counter tables on one engine. ``transactions`` counts the ones it committed."""
+
+    def __init__(self, engine: AsyncEngine, tables: CounterTables) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.dialect = engine.dialect.name
+        self.transactions = 0
+        self._skip_locked = self.dialect == "postgresql"
+
+    # ------------------------------------------------------------------ reads
+
+    async def durable(self, pairs: Sequence[Pair]) -> dict[Pair, Durable]:
+        """Each pair's durable total (a missing pair is 0) in one snapshot per chunk."""
+        out = {pair: Durable(0, None) for pair in pairs}
+        try:
+            async with self.engine.connect() as conn:
+                for chunk in _chunks(list(pairs)):
+                    for name, key, total, last in await conn.execute(
+                        durable_select(self.tables, chunk)
+                    ):
+                        out[(name, key)] = Durable(int(total), last)
+        except SQLAlchemyError as exc:
+            raise CounterStoreError(f"could not read counters: {exc}") from exc
+        return out
+
+    async def _current(self, conn: AsyncConnection, pairs: Sequence[Pair]) -> dict[Pair, int]:
+        totals: dict[Pair, int] = dict.fromkeys(pairs, 0)
+        for chunk in _chunks(sorted(pairs)):
+            for name, key, total, _last in await conn.execute(durable_select(self.tables, chunk)):
+                totals[(name, key)] = int(total)
+        return totals
+
+    async def _lock_totals(self, conn: AsyncConnection, pairs: Sequence[Pair]) -> dict[Pair, int]:
+        """The compacted totals of ``pairs``, their rows locked (in key order, so flushes
+        and compactions never deadlock on each other)."""
+        t = self.tables.totals.c
+        totals: dict[Pair, int] = {}
+        for chunk in _chunks(sorted(pairs)):
+            stmt = (
+                sa.select(t.name, t.key, t.total)
+                .where(sa.tuple_(t.name, t.key).in_(chunk))
+                .order_by(t.name, t.key)
+                .with_for_update()
+            )
+            for name, key, total in await conn.execute(stmt):
+                totals[(name, key)] = int(total)
+        return totals
+
+    # ---------------------------------------------------------------- journal
+
+    async def append(self, batches: Sequence[Sequence[tuple[Pair, int]]]) -> list[bool]:
+        """Append every batch whose increments keep each count within 64 bits, in one
+        transaction; returns, per batch, whether it was appended (False: overflow)."""
+        accepted = [False] * len(batches)
+        pairs = sorted({pair for batch in batches for pair, _ in batch})
+        try:
+            async with self.engine.begin() as conn:
+                running = await self._current(conn, pairs)
+                sums: dict[Pair, int] = defaultdict(int)
+                for index, batch in enumerate(batches):
+                    trial: dict[Pair, int] = {}
+                    for pair, n in batch:
+                        total = trial.get(pair, running[pair]) + n
+                        if not fits(total):
+                            break
+                        trial[pair] = total
+                    else:
+                        running.update(trial)
+                        accepted[index] = True
+                        for pair, n in batch:
+                            sums[pair] += n
+                rows = journal_rows((pair, delta) for pair, delta in sums.items() if delta)
+                if rows:
+                    await conn.execute(sa.insert(self.tables.journal), rows)
+        except SQLAlchemyError as exc:
+            raise CounterStoreError(f"the database refused the increments: {exc}") from exc
+        self.transactions += 1
+        return accepted
+
+    # ----------------------------------------------------------------- flushes
+
+    async def apply_flushes(
+        self, flushes: Sequence[ClaimedFlush]
+    ) -> tuple[set[str], dict[Pair, int]]:
+        """Apply every flush not in the ledger yet, with its ledger row, in one transaction.
+
+        Returns the flush ids that were already applied (a replay) and the new compacted
+        totals of the pairs this call changed. A concurrent replay of the same flush id
+        loses on the ledger's primary key and rolls back whole.
+        """
+        if not flushes:
+            return set(), {}
+        ledger = self.tables.flushes
+        ids = [f.flush_id for f in flushes]
+        async with self.engine.begin() as conn:
+            found = await conn.execute(
+                sa.select(ledger.c.flush_id).where(ledger.c.flush_id.in_(ids))
+            )
+            done = {row[0] for row in found}
+            todo = [f for f in flushes if f.flush_id not in done]
+            new_totals: dict[Pair, int] = {}
+            if todo:
+                pairs = [(f.name, key) for f in todo for key in f.deltas]
+                current = await self._lock_totals(conn, pairs)
+                upserts: list[dict[str, Any]] = []
+                spill: list[tuple[Pair, int]] = []
+                for flush in todo:
+                    for key, delta in flush.deltas.items():
+                        pair = (flush.name, key)
+                        total = current.get(pair, 0) + delta
+                        if fits(total):
+                            new_totals[pair] = total
+                            upserts.append(
+                                {"name": flush.name, "key": key, "total": delta,
+                                 "last_flush": flush.flush_id}
+                            )  # fmt: skip
+                        else:
+                            # Never lost: kept in the journal (reads add it), compacted
+                            # once the total has room again.
+                            spill.append((pair, delta))
+                if upserts:
+                    await conn.execute(
+                        totals_upsert(self.dialect, self.tables, with_flush=True), upserts
+                    )
+                if spill:
+                    await conn.execute(sa.insert(self.tables.journal), journal_rows(spill))
+                await conn.execute(
+                    sa.insert(ledger),
+                    [
+                        {"flush_id": f.flush_id, "name": f.name, "shard": f.shard,
+                         "keys": len(f.deltas), "delta": sum(f.deltas.values())}
+                        for f in todo
+                    ],
+                )  # fmt: skip
+        self.transactions += 1
+        return done, new_totals
+
+    # -------------------------------------------------------------- compaction
+
+    async def compact(self, limit: int = 10_000) -> int:
+        """Fold up to ``limit`` journal rows into totals in one transaction; returns how
+        many rows it folded. Rows whose total would overflow stay in the journal."""
+        j = self.tables.journal
+        stmt = sa.select(j.c.id, j.c.name, j.c.key, j.c.delta).order_by(j.c.id).limit(limit)
+        if self._skip_locked:
+            stmt = stmt.with_for_update(skip_locked=True)
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+            if not rows:
+                return 0
+            sums: dict[Pair, int] = defaultdict(int)
+            ids: dict[Pair, list[int]] = defaultdict(list)
+            for row_id, name, key, delta in rows:
+                sums[(name, key)] += delta
+                ids[(name, key)].append(row_id)
+            current = await self._lock_totals(conn, list(sums))
+            merged = [pair for pair, delta in sums.items() if fits(current.get(pair, 0) + delta)]
+            if merged:
+                await conn.execute(
+                    totals_upsert(self.dialect, self.tables, with_flush=False),
+                    [
+                        {"name": n, "key": k, "total": sums[(n, k)], "last_flush": None}
+                        for n, k in merged
+                    ],
+                )
+                gone = [row_id for pair in merged for row_id in ids[pair]]
+                for chunk in _chunks(gone, 5000):
+                    await conn.execute(sa.delete(j).where(j.c.id.in_(chunk)))
+        self.transactions += 1
+        return sum(len(ids[pair]) for pair in merged)
+
+    async def prune_ledger(self, older_than_seconds: float) -> int:
+        """Drop ledger rows older than the Redis keys a replay could come from."""
+        ledger = self.tables.flushes
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        if self.dialect == "sqlite":  # CURRENT_TIMESTAMP: naive UTC text
+            cutoff = cutoff.replace(tzinfo=None)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(sa.delete(ledger).where(ledger.c.applied_at < cutoff))
+        self.transactions += 1
+        return int(result.rowcount or 0)
+
+    # ------------------------------------------------------------ definitions
+
+    async def register(self, specs: dict[str, CounterSpec]) -> None:
+        """Record each counter's mode and shards; refuse a process that disagrees."""
+        defs = self.tables.defs
+        try:
+            async with self.engine.begin() as conn:
+                known = {
+                    name: CounterSpec(mode, shards)
+                    for name, mode, shards in await conn.execute(
+                        sa.select(defs.c.name, defs.c.mode, defs.c.shards).where(
+                            defs.c.name.in_(list(specs))
+                        )
+                    )
+                }
+                for name, spec in specs.items():
+                    if name in known and known[name] != spec:
+                        raise ConfigurationError(
+                            f"counter {name!r} is declared {spec} here but the database "
+                            f"records {known[name]}: every process must declare it the same "
+                            "way (changing a mode or shard count needs a migration, see "
+                            "docs/counters.md)"
+                        )
+                new = [
+                    {"name": n, "mode": s.mode, "shards": s.shards}
+                    for n, s in specs.items()
+                    if n not in known
+                ]
+                if new:
+                    await conn.execute(sa.insert(defs), new)
+        except IntegrityError:
+            # Another process registered them at the same moment: check against its rows.
+            await self.register(specs)
+            return
+        except SQLAlchemyError as exc:
+            raise CounterStoreError(f"could not register counters: {exc}") from exc
+        self.transactions += 1
+
+    async def definitions(self) -> dict[str, CounterSpec]:
+        defs = self.tables.defs
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(defs.c.name, defs.c.mode, defs.c.shards))
+            return {name: CounterSpec(mode, shards) for name, mode, shards in rows}
+
+    async def ledger_has(self, flush_ids: Sequence[str]) -> set[str]:
+        ledger = self.tables.flushes
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(ledger.c.flush_id).where(ledger.c.flush_id.in_(list(flush_ids)))
+            )
+            return {row[0] for row in rows}
