@@ -28,6 +28,32 @@ def test_public_api() -> None:
         assert getattr(veneer, name).__module__.startswith("veneer")
 
 
+def test_counters_public_api() -> None:
+    import veneer.counters
+
+    assert sorted(veneer.counters.__all__) == [
+        "AsyncCounterFlusher",
+        "AsyncCounters",
+        "CounterFlusher",
+        "CounterOverflow",
+        "CounterSpec",
+        "CounterStats",
+        "CounterStoreError",
+        "CounterTables",
+        "Counters",
+        "FlushReport",
+        "UnknownCounter",
+        "counter_tables",
+        "counters_ddl",
+        "create_counter_tables",
+    ]
+    public = {n for n in dir(veneer.counters.Counters) if not n.startswith("_")}
+    assert public == {n for n in dir(veneer.counters.AsyncCounters) if not n.startswith("_")}
+    assert {"incr", "incr_many", "get", "get_many", "flush", "close"} <= public
+    for name in ("CounterOverflow", "CounterStoreError", "UnknownCounter"):
+        assert issubclass(getattr(veneer.counters, name), veneer.VeneerError)
+
+
 def test_errors_share_one_root() -> None:
     for name in ("ConfigurationError", "SourceOverloaded", "ValueTooLarge", "UnencodableValue"):
         assert issubclass(getattr(veneer, name), veneer.VeneerError)

@@ -50,6 +50,21 @@ def test_a_subjects_keys_share_a_slot_so_scripts_and_pipelines_run(
         assert door.run_id()
 
 
+def test_eval_many_runs_one_script_per_call_across_slots(url: str, namespace: str) -> None:
+    """eval_many runs a script once per call, each on its own slot's node (one round trip
+    per node), replies in call order; a server that lost its scripts still runs them."""
+    with Cache.from_url(url, namespace=namespace, ttl=60) as cache:
+        door = cache.redis_access("probe")
+        script = door.script(INCR_BOTH)
+        calls = [([door.key(f"s{i}", "a"), door.key(f"s{i}", "b")], [i]) for i in range(12)]
+        assert door.eval_many(script, calls) == [[b"%d" % i] * 2 for i in range(12)]
+        assert door.eval_many(script, calls[:1]) == [[b"0", b"0"]]
+        if url.startswith("redis://"):  # on the cluster SCRIPT FLUSH needs a target node
+            key = door.key("s5", "a")
+            assert door.command(key, "SCRIPT", "FLUSH") in (True, b"OK")
+        assert (door.eval_many(script, calls))[5] == [b"10", b"10"]
+
+
 def test_a_dead_redis_is_redis_down_then_the_breaker_refuses(namespace: str) -> None:
     """Calls to a dead Redis raise RedisDown (never a redis-py error); once the breaker
     opens, calls are refused without reaching Redis."""

@@ -20,6 +20,7 @@ from typing import Any
 from .._errors import RedisDown
 from .._keys import KeyLayout
 from ._broadcast import AsyncBroadcastSubscriber
+from ._cluster_io import TopologyChanged
 from ._redis_io import REDIS_ERRORS, AsyncL2, CircuitOpen
 
 __all__ = ["AsyncRedisAccess", "AsyncScript", "RedisDown"]
@@ -137,7 +138,8 @@ class AsyncRedisAccess:
     def _down(self, exc: BaseException) -> RedisDown:
         if self._on_failure is not None:
             self._on_failure(exc)
-        if isinstance(exc, CircuitOpen):
+        if isinstance(exc, CircuitOpen | TopologyChanged):
+            # Refused before anything reached a server (a breaker, or no node for the slot).
             return RedisDown(str(exc), breaker_open=True)
         return RedisDown(f"Redis call failed: {exc.__class__.__name__}: {exc}")
 

@@ -112,7 +112,14 @@ class AsyncClusterL2(AsyncL2):
 
     async def _discover(self) -> None:
         """The asyncio cluster client learns its nodes on first use; lean reads need them."""
-        if not self.client.nodes_manager.slots_cache:
+        if getattr(self.client, "_initialize", False):
+            # Not started yet (the asyncio client starts lazily): its start-up also readies
+            # the command parser that commands sent through it (not lean reads) route with.
+            try:
+                await self.client.initialize()
+            except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
+                raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
+        elif not self.client.nodes_manager.slots_cache:
             try:
                 await refresh_topology(self.client)
             except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
@@ -167,6 +174,7 @@ class AsyncClusterL2(AsyncL2):
 
     async def _pipeline(self, ops: list[Op]) -> list[Any]:
         """One pipeline per node (a plain one, so scripts work), replies back in op order."""
+        await self._discover()  # node lookups below need the slot map
         by_node: dict[str, tuple[Any, list[int]]] = {}
         for index, (key, _) in enumerate(ops):
             node = self._node(key_slot(key))

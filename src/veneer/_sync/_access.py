@@ -21,6 +21,7 @@ from typing import Any
 from .._errors import RedisDown
 from .._keys import KeyLayout
 from ._broadcast import BroadcastSubscriber
+from ._cluster_io import TopologyChanged
 from ._redis_io import L2, REDIS_ERRORS, CircuitOpen
 
 __all__ = ["RedisAccess", "RedisDown", "Script"]
@@ -138,7 +139,8 @@ class RedisAccess:
     def _down(self, exc: BaseException) -> RedisDown:
         if self._on_failure is not None:
             self._on_failure(exc)
-        if isinstance(exc, CircuitOpen):
+        if isinstance(exc, CircuitOpen | TopologyChanged):
+            # Refused before anything reached a server (a breaker, or no node for the slot).
             return RedisDown(str(exc), breaker_open=True)
         return RedisDown(f"Redis call failed: {exc.__class__.__name__}: {exc}")
 

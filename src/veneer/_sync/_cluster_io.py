@@ -113,7 +113,14 @@ class ClusterL2(L2):
 
     def _discover(self) -> None:
         """The asyncio cluster client learns its nodes on first use; lean reads need them."""
-        if not self.client.nodes_manager.slots_cache:
+        if getattr(self.client, "_initialize", False):
+            # Not started yet (the asyncio client starts lazily): its start-up also readies
+            # the command parser that commands sent through it (not lean reads) route with.
+            try:
+                self.client.initialize()
+            except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
+                raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
+        elif not self.client.nodes_manager.slots_cache:
             try:
                 refresh_topology(self.client)
             except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
@@ -168,6 +175,7 @@ class ClusterL2(L2):
 
     def _pipeline(self, ops: list[Op]) -> list[Any]:
         """One pipeline per node (a plain one, so scripts work), replies back in op order."""
+        self._discover()  # node lookups below need the slot map
         by_node: dict[str, tuple[Any, list[int]]] = {}
         for index, (key, _) in enumerate(ops):
             node = self._node(key_slot(key))
