@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 import counter_workers as w
 from servers import POSTGRES_URL, RedisServer
 from veneer import Cache
-from veneer.counters import CounterFlusher, Counters, counter_tables, create_counter_tables
+from veneer.counters import CounterFlusher, counter_tables, create_counter_tables
 
 pytestmark = pytest.mark.slow
 
@@ -134,12 +133,12 @@ def run(fault: str, server: RedisServer, ns: str, prefix: str) -> Run:
     acked = _ctx.Array("q", size, lock=False)
     ready, go, stop = _ctx.Barrier(PROCESSES + 1), _ctx.Event(), _ctx.Event()
     naive = fault == "redis_kill"
+    shared = (ready, go, stop, attempted, acked)
     procs = [
         _ctx.Process(
             target=w.increment,
-            args=(p, THREADS, server.url, server.port, ns, POSTGRES_URL, prefix, naive,
-                  ready, go, stop, attempted, acked),
-        )  # fmt: skip
+            args=(p, THREADS, server.url, server.port, ns, POSTGRES_URL, prefix, naive, *shared),
+        )
         for p in range(PROCESSES)
     ]
     stop_at = {"flusher_claimed": "claimed", "flusher_committed": "committed"}.get(fault)

@@ -16,6 +16,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "relay": "veneer.integrations.cli:relay",
     "listen": "veneer.integrations.cli:listen",
     "sessions": "veneer.sessions.cli:sessions",
+    "counters": "veneer.counters.cli:counters",
 }
 
 
@@ -28,6 +29,7 @@ _SHORT_HELP: dict[str, str] = {
     "relay": "Apply the invalidations left in the outbox table, at least once.",
     "listen": "Invalidate the keys that PostgreSQL triggers name (LISTEN/NOTIFY).",
     "sessions": "Maintenance of the session tables (veneer.sessions).",
+    "counters": "Counters kept in the database, buffered in Redis (docs/counters.md).",
 }
 
 

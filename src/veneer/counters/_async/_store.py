@@ -271,6 +271,13 @@ class AsyncCounterStore:
             rows = await conn.execute(sa.select(defs.c.name, defs.c.mode, defs.c.shards))
             return {name: CounterSpec(mode, shards) for name, mode, shards in rows}
 
+    async def recent_keys(self, name: str, limit: int) -> list[str]:
+        """The keys of ``name`` whose totals changed last (for ``verify``'s sample)."""
+        t = self.tables.totals.c
+        stmt = sa.select(t.key).where(t.name == name).order_by(t.updated_at.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [row[0] for row in await conn.execute(stmt)]
+
     async def ledger_has(self, flush_ids: Sequence[str]) -> set[str]:
         ledger = self.tables.flushes
         async with self.engine.connect() as conn:

@@ -264,6 +264,13 @@ class CounterStore:
             rows = conn.execute(sa.select(defs.c.name, defs.c.mode, defs.c.shards))
             return {name: CounterSpec(mode, shards) for name, mode, shards in rows}
 
+    def recent_keys(self, name: str, limit: int) -> list[str]:
+        """The keys of ``name`` whose totals changed last (for ``verify``'s sample)."""
+        t = self.tables.totals.c
+        stmt = sa.select(t.key).where(t.name == name).order_by(t.updated_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(stmt)]
+
     def ledger_has(self, flush_ids: Sequence[str]) -> set[str]:
         ledger = self.tables.flushes
         with self.engine.connect() as conn:
