@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -186,3 +187,36 @@ async def wait_for(condition: Any, timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+def test_a_stalled_subscriber_stops_l1_within_its_health_timeout(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """A process whose subscriber cannot run (a pause, a starved thread) with an
+    invalidation unread stops serving its L1 copy as fresh within max(1 s, 4 x
+    redis_timeout) of the last pong, on its own clock: not after l1_ttl."""
+    writer = Cache.from_url(redis_server.url, namespace=namespace, ttl=60, l1_size=0)
+    reader = Cache.from_url(redis_server.url, namespace=namespace, ttl=60, l1_ttl=30)
+    row = {"k": "old"}
+    release = threading.Event()
+    try:
+        assert reader.ready()
+        assert reader.get_or_load("k", lambda: row["k"]) == "old"
+        subscriber = reader._subscriber
+        assert subscriber is not None
+        on_message = subscriber._on_message
+
+        def stalled(data: bytes) -> None:
+            release.wait(10)  # the subscriber thread is stuck with the message unread
+            on_message(data)
+
+        subscriber._on_message = stalled  # type: ignore[method-assign]
+        row["k"] = "new"
+        committed = time.monotonic()
+        assert writer.invalidate("k")
+        took = wait_until(lambda: reader.get_or_load("k", lambda: row["k"]) == "new", 5)
+        assert time.monotonic() - committed <= 1.0 + 0.25 + SLACK, took  # h + one tick
+    finally:
+        release.set()
+        writer.close()
+        reader.close()

@@ -129,9 +129,10 @@ async def _lookup_many(
         # Keys an open transaction will invalidate are misses, whatever the tiers hold.
         namespace = cache.options.namespace
         keys = [key for key in keys if not bypasses(marks, namespace, key)]
+    trusted = now < cache._l1_trust
     for key in keys:
         entry = l1.get(key)
-        if entry is not None and entry.expires > now:
+        if entry is not None and entry.expires > now and trusted:
             entry.visited = True
             found[key] = entry.value
         else:

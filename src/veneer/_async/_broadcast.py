@@ -42,6 +42,7 @@ class AsyncBroadcastSubscriber:
         on_lost: Callable[[], None],
         on_tick: Callable[[], Awaitable[None]],
         on_heard: Callable[[], None] = lambda: None,
+        on_current: Callable[[float], None] = lambda sent: None,
         health_timeout: float = 1.0,
     ) -> None:
         self._connect = connect
@@ -52,6 +53,7 @@ class AsyncBroadcastSubscriber:
         self._on_lost = on_lost
         self._on_tick = on_tick
         self._on_heard = on_heard
+        self._on_current = on_current
         self._health_timeout = health_timeout
         self._pubsub: Any = None
         self._worker: Background | None = None
@@ -99,7 +101,9 @@ class AsyncBroadcastSubscriber:
                     raise ConnectionError(f"no reply on {self._channel} in {now - heard:.1f}s")
                 if now - pinged >= _POLL_SECONDS and self.live:
                     pinged = now
-                    await pubsub.ping()
+                    # The pong carries the moment it was sent: every invalidation Redis
+                    # published before this PING comes ahead of the pong (on_current).
+                    await pubsub.ping(message=repr(now))
                 await self._on_tick()
                 if message is None:
                     continue
@@ -111,6 +115,8 @@ class AsyncBroadcastSubscriber:
                     self.live = True
                 elif kind in (b"message", "message"):
                     self._on_message(message["data"])
+                elif kind in (b"pong", "pong"):
+                    self._pong(message.get("data"))
         finally:
             self._pubsub = None
             await pubsub.aclose()
@@ -123,6 +129,13 @@ class AsyncBroadcastSubscriber:
         self._worker = None
         self._pubsub = None
         self.live = False
+
+    def _pong(self, data: Any) -> None:
+        try:
+            sent = float(data.decode() if isinstance(data, bytes) else data)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            return  # not one of our pings
+        self._on_current(sent)
 
     def _mark_lost(self) -> None:
         if self.live:

@@ -54,7 +54,11 @@ def cached_decorator(
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             k = build(args, kwargs)
             entry = l1.get(k)
-            if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
+            if (
+                entry is not None
+                and entry.expires > _monotonic() < cache._l1_trust
+                and not _open_marks.get()
+            ):
                 entry.visited = True
                 counters.l1_hits += 1
                 return cast(T, entry.value)

@@ -43,6 +43,7 @@ class BroadcastSubscriber:
         on_lost: Callable[[], None],
         on_tick: Callable[[], None],
         on_heard: Callable[[], None] = lambda: None,
+        on_current: Callable[[float], None] = lambda sent: None,
         health_timeout: float = 1.0,
     ) -> None:
         self._connect = connect
@@ -53,6 +54,7 @@ class BroadcastSubscriber:
         self._on_lost = on_lost
         self._on_tick = on_tick
         self._on_heard = on_heard
+        self._on_current = on_current
         self._health_timeout = health_timeout
         self._pubsub: Any = None
         self._worker: Background | None = None
@@ -100,7 +102,9 @@ class BroadcastSubscriber:
                     raise ConnectionError(f"no reply on {self._channel} in {now - heard:.1f}s")
                 if now - pinged >= _POLL_SECONDS and self.live:
                     pinged = now
-                    pubsub.ping()
+                    # The pong carries the moment it was sent: every invalidation Redis
+                    # published before this PING comes ahead of the pong (on_current).
+                    pubsub.ping(message=repr(now))
                 self._on_tick()
                 if message is None:
                     continue
@@ -112,6 +116,8 @@ class BroadcastSubscriber:
                     self.live = True
                 elif kind in (b"message", "message"):
                     self._on_message(message["data"])
+                elif kind in (b"pong", "pong"):
+                    self._pong(message.get("data"))
         finally:
             self._pubsub = None
             pubsub.close()
@@ -124,6 +130,13 @@ class BroadcastSubscriber:
         self._worker = None
         self._pubsub = None
         self.live = False
+
+    def _pong(self, data: Any) -> None:
+        try:
+            sent = float(data.decode() if isinstance(data, bytes) else data)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            return  # not one of our pings
+        self._on_current(sent)
 
     def _mark_lost(self) -> None:
         if self.live:

@@ -8,6 +8,7 @@ and what a fill writes is decided in ``veneer._policy``.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import sys
 import time
@@ -226,6 +227,13 @@ class Cache:
         # count read at the last subscription, plus every message since): see _catch_up.
         self._published: int | None = None
         self._subscribed_before = False
+        # L1 copies are served as fresh only until this moment (monotonic): the last
+        # proof that this process had every invalidation published (a pong, see
+        # _on_current) plus the subscriber's health timeout. A process that stalls
+        # (a pause, a starved thread, SIGSTOP) with invalidations unread in its socket
+        # stops serving L1 from its own clock, without waiting for the subscriber to run.
+        self._trust_seconds = max(1.0, 4 * opts.redis_timeout)
+        self._l1_trust = 0.0 if opts.broadcast else math.inf
         if opts.broadcast:
             self._subscriber = BroadcastSubscriber(
                 self._l2.subscriber,
@@ -236,7 +244,8 @@ class Cache:
                 on_lost=self._on_lost,
                 on_tick=self._on_tick,
                 on_heard=self._l2.hint_alive,
-                health_timeout=max(1.0, 4 * opts.redis_timeout),
+                on_current=self._on_current,
+                health_timeout=self._trust_seconds,
             )
         self._started = False
         _fork.register(self)
@@ -265,7 +274,12 @@ class Cache:
         A stale entry (past its TTL, within ``stale_ttl``) is returned as is.
         """
         entry = self._l1_map.get(key)
-        if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
+        # One clock read for both: the entry's l1_ttl, and the channel's trust (_on_current).
+        if (
+            entry is not None
+            and entry.expires > _monotonic() < self._l1_trust
+            and not _open_marks.get()
+        ):
             entry.visited = True
             self._counters.l1_hits += 1
             return entry.value
@@ -305,7 +319,11 @@ class Cache:
         cached as a negative entry (``negative_ttl``).
         """
         entry = self._l1_map.get(key)
-        if entry is not None and entry.expires > _monotonic() and not _open_marks.get():
+        if (
+            entry is not None
+            and entry.expires > _monotonic() < self._l1_trust
+            and not _open_marks.get()
+        ):
             entry.visited = True
             self._counters.l1_hits += 1
             return cast(T, entry.value)
@@ -961,6 +979,9 @@ class Cache:
     def _on_live(self) -> None:
         self._inv_seq += 1
         self._catch_up()
+        assert self._subscriber is not None
+        # Subscribed since ``heard``: what was published before is covered by _catch_up.
+        self._on_current(self._subscriber.heard)
         try:
             run_id = self._l2.run_id()
         except REDIS_ERRORS as exc:
@@ -993,8 +1014,13 @@ class Cache:
         self._subscribed_before = True
         self._published = published
 
+    def _on_current(self, sent: float) -> None:
+        """Every invalidation published before ``sent`` (monotonic) has been applied."""
+        self._l1_trust = max(self._l1_trust, sent + self._trust_seconds)
+
     def _on_lost(self) -> None:
         self._l1_live = False
+        self._l1_trust = 0.0
         self._inv_seq += 1
         self._stamps.forget()
         # The copies were vouched for until the channel last answered, not until the
