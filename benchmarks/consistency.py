@@ -114,7 +114,7 @@ FULL = Profile(
 SHORT = Profile(
     options={"ttl": 300, "max_stale": 1.0, "restart_warmup": 3.0, "registry_every": 1},
     warm=1.2,
-    tail=2.5,
+    tail=2.2,
     stop_seconds=2.0,
     down_seconds=0.8,
     outage_seconds=2.0,
@@ -712,6 +712,9 @@ def run_fault(
         }
         reads[False] += json.loads(Path(out_dir / f"{fault}-naive-reader.json").read_text())
     finally:
+        for proc in procs:  # all at once: each may take a poll interval to stop
+            proc.signal(signal.SIGCONT)
+            proc.signal(signal.SIGTERM)
         for proc in procs:
             proc.stop()
         setup.drop()
