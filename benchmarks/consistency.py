@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -197,6 +197,24 @@ def _sleep_until(moment: float) -> None:
         time.sleep(delay)
 
 
+def _run_and_save(
+    run: Callable[[str], None],
+    modes: Sequence[str],
+    records: list[list[Any]],
+    out: str,
+    closers: list[Callable[[], None]],
+) -> None:
+    """One thread per mode until the run ends, then the log to ``out``."""
+    threads = [threading.Thread(target=run, args=(mode,)) for mode in modes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    Path(out).write_text(json.dumps(records))
+    for close in closers:
+        close()
+
+
 def writer_main(cfg: dict[str, Any]) -> None:
     """One thread per mode: commit a random row's next version, log when commit returned."""
     import redis
@@ -296,14 +314,7 @@ def writer_main(cfg: dict[str, Any]) -> None:
             print(f"bumped {mode} {row}", flush=True)
 
     threading.Thread(target=commands, daemon=True).start()
-    threads = [threading.Thread(target=run, args=(m,)) for m in MODES]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    Path(cfg["out"]).write_text(json.dumps(records))
-    for close in closers:
-        close()
+    _run_and_save(run, MODES, records, cfg["out"], closers)
     engine.dispose()
 
 
@@ -404,14 +415,7 @@ def reader_main(cfg: dict[str, Any]) -> None:
             time.sleep(cfg["read_every"])
         conn.close()
 
-    threads = [threading.Thread(target=run, args=(m,)) for m in reads]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    Path(cfg["out"]).write_text(json.dumps(records))
-    for close in closers:
-        close()
+    _run_and_save(run, list(reads), records, cfg["out"], closers)
 
 
 # ------------------------------------------------------------- orchestrator
