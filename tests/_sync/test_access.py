@@ -87,6 +87,26 @@ def test_a_dead_redis_is_redis_down_then_the_breaker_refuses(namespace: str) -> 
         server.stop()
 
 
+def test_healthy_asks_the_breaker_of_one_key_without_io(namespace: str) -> None:
+    """healthy(key) tells whether the breaker of that key's node refuses calls, without
+    sending anything, so a component can apply its outage policy instead of probing."""
+    server = RedisServer()
+    try:
+        with Cache.from_url(server.url, namespace=namespace, ttl=60, breaker_cooldown=30) as cache:
+            door = cache.redis_access("probe")
+            key = door.key("s")
+            assert door.healthy(key) and door.healthy()
+            server.kill()
+            for _ in range(10):
+                with pytest.raises(RedisDown):
+                    door.command(key, "GET", key)
+            errors = cache.stats().redis_errors
+            assert not door.healthy(key) and not door.healthy()
+            assert cache.stats().redis_errors == errors  # asking sent nothing
+    finally:
+        server.stop()
+
+
 def test_a_subscriber_hears_messages_and_relives_after_a_restart(namespace: str) -> None:
     """A component's subscriber gets what is published on its channel, and calls on_live
     again after Redis restarts, so the component can re-read what it missed."""

@@ -145,9 +145,18 @@ class AsyncRedisAccess:
 
     # ---------------------------------------------------------------- health
 
-    def healthy(self) -> bool:
-        """Whether every breaker of this cache is closed (no call is refused now)."""
-        return all(breaker.closed for breaker in self._l2.breakers())
+    def healthy(self, routing: bytes | None = None, /) -> bool:
+        """Whether every breaker of this cache is closed (no call is refused now); with
+        ``routing``, only the breaker of the node that key lives on. No I/O: a component
+        that asks first can answer from its outage policy at once instead of becoming
+        the probe of an open breaker (a node not discovered yet counts as healthy)."""
+        if routing is None:
+            return all(breaker.closed for breaker in self._l2.breakers())
+        try:
+            breakers = self._l2._breakers_for([routing])
+        except REDIS_ERRORS:
+            return True
+        return all(breaker.closed for breaker in breakers)
 
     async def run_id(self) -> str:
         """The server's run id (every primary's, on a cluster): a change means a restart,

@@ -1,0 +1,1 @@
+"""The asyncio rate limiter (the source of ``_sync``)."""
