@@ -63,3 +63,27 @@ def test_same_methods_on_both_fronts() -> None:
     public = {n for n in dir(veneer.Cache) if not n.startswith("_")}
     assert public == {n for n in dir(veneer.AsyncCache) if not n.startswith("_")}
     assert {"get", "get_or_load", "get_many", "get_or_load_many", "set", "invalidate"} <= public
+
+
+def test_ratelimit_public_api() -> None:
+    """veneer.ratelimit's names are pinned, and both limiters have the same methods."""
+    import veneer.ratelimit as ratelimit
+
+    assert sorted(ratelimit.__all__) == [
+        "AsyncRateLimiter",
+        "Decision",
+        "Limit",
+        "LimitState",
+        "RateLimitMiddleware",
+        "RateLimitStats",
+        "RateLimiter",
+        "RouteLimit",
+        "parse_limits",
+        "peer_address",
+        "rate_limit_headers",
+    ]
+    for name in ratelimit.__all__:
+        assert getattr(ratelimit, name).__module__.startswith("veneer.ratelimit")
+    public = {n for n in dir(ratelimit.RateLimiter) if not n.startswith("_")}
+    assert public == {n for n in dir(ratelimit.AsyncRateLimiter) if not n.startswith("_")}
+    assert {"hit", "peek", "reset", "stats", "close", "from_url"} <= public

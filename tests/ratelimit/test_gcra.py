@@ -135,7 +135,8 @@ def test_the_refusal_cache_never_refuses_what_redis_would_allow(
     cached = cache.check(plan, "s", cost, bucket.now, shadow=False)
     if cached is not None:
         assert not bucket.look(cost).allowed
-        assert abs(cached.retry_after * 1e6 - bucket.look(cost).retry_after) < 1
+        # Its wait is the account's as Redis last reported it: never longer than the truth.
+        assert cached.retry_after * 1e6 <= bucket.look(cost).retry_after + 1e-6
 
 
 @settings(max_examples=50)

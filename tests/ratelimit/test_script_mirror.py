@@ -53,7 +53,8 @@ def test_the_script_decides_as_decide_does(
     the script allows, refuses and reports the delays exactly as ``decide`` does."""
     script = no_time_redis.register_script(GCRA)
     subject = next(_subjects)
-    limits = [(interval, interval * burst) for interval, burst in zip(intervals, bursts, strict=False)]
+    pairs = zip(intervals, bursts, strict=False)
+    limits = [(interval, interval * burst) for interval, burst in pairs]
     keys = [f"{{mirror:{subject}}}:{i}" for i in range(len(limits))]
     args = [a for pair in limits for a in pair]
     tats = [0] * len(limits)  # virtual time: the calls come at one instant (within ms)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from ._gcra import Verdict, decide
@@ -41,13 +40,13 @@ class LimitState(NamedTuple):
     """Seconds until the bucket is full again."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The answer to one hit (or peek) on all the limits of the call.
 
     ``remaining``, ``reset_after`` and ``limit`` are those of the binding limit:
     the one that refused (the longest wait), else the one with the fewest hits
     left. ``states`` has every limit's own numbers (for the RateLimit header).
+    A named tuple: built on every hit, it must cost next to nothing.
     """
 
     allowed: bool
@@ -140,6 +139,13 @@ def from_delays(
     ``allowed`` is the script's own verdict over all limits; with ``spend`` false
     (a peek) nothing was spent and the states are the current ones.
     """
+    if allowed and spend and len(plan.limits) == 1:  # the common case, without the lists
+        limit = plan.limits[0]
+        base = delays[0] if delays[0] > 0 else 0
+        new = base + cost * limit.interval_us
+        remaining = (limit.tolerance_us - new) // limit.interval_us
+        state = LimitState(limit, remaining, new / _US)
+        return Decision(True, remaining, state.reset_after, 0.0, limit, (state,), by)
     verdicts = [
         decide(d, cost, limit.interval_us, limit.tolerance_us)
         for d, limit in zip(delays, plan.limits, strict=True)
