@@ -148,6 +148,7 @@ def test_a_spoofed_forwarded_for_is_ignored_by_default(http: httpx.Client) -> No
 def test_forwarded_for_is_read_from_a_trusted_proxy(http: httpx.Client) -> None:
     """Behind a trusted proxy the client is the first untrusted address from the right of
     X-Forwarded-For, so clients get their own accounts and a spoofed left part is ignored."""
+
     def get(chain: str) -> int:
         return http.get("/trusted/", headers={"X-Forwarded-For": chain}).status_code
 

@@ -49,7 +49,10 @@ async def test_several_limits_are_one_round_trip_all_or_nothing(
     """A second and a minute limit are checked by one script per hit; a hit refused by one
     limit spends nothing on the other."""
     async with AsyncRateLimiter.from_url(
-        topology.url, "5/second; 3/minute", namespace=namespace, workers=1  # no heartbeat
+        topology.url,
+        "5/second; 3/minute",
+        namespace=namespace,
+        workers=1,  # no heartbeat
     ) as limiter:
         assert (await limiter.peek("carol")).remaining == 3  # loads the script
         before = topology.calls("evalsha", "eval")
@@ -83,7 +86,10 @@ async def test_peek_spends_nothing_and_reset_forgets_without_keys_or_scan(
 async def test_a_refused_subject_costs_no_round_trip(topology: Topology, namespace: str) -> None:
     """Once Redis refused a subject until T, its hits before T are refused in process."""
     async with AsyncRateLimiter.from_url(
-        topology.url, "4/second", namespace=namespace, workers=1  # no heartbeat to count
+        topology.url,
+        "4/second",
+        namespace=namespace,
+        workers=1,  # no heartbeat to count
     ) as limiter:
         assert [(await limiter.hit("flood")).allowed for _ in range(5)] == [True] * 4 + [False]
         before = topology.calls("evalsha", "eval")
