@@ -181,7 +181,9 @@ class AsyncRateLimiter:
             self._start()
         keys = self._keys(plan, key)
         routing = keys[0]
-        if self._access.healthy(routing):
+        # A subject whose last call failed is not tried again by callers: the breaker may
+        # take a few deadlines to open, and the background probe clears it first.
+        if routing not in self._suspects and self._access.healthy(routing):
             try:
                 reply = await self._access.eval(
                     self._gcra, keys, [cost, 1 if spend else 0, *plan.args]
@@ -280,15 +282,15 @@ class AsyncRateLimiter:
         self._last_count = count
 
     async def _probe(self) -> None:
-        """Probe nodes whose breaker is open with a harmless read, so that the first call
-        after a cooldown is this helper's, never a caller's."""
+        """Try the suspects' nodes with a harmless read: a reply returns those subjects to
+        Redis. While a breaker is open the door refuses this at once, and the cache's own
+        probe closes it; no caller ever waits on either."""
         for routing in list(self._suspects):
-            if self._access.healthy(routing):
-                self._suspects.pop(routing, None)
-                continue
             try:
                 await self._access.command(routing, "PTTL", routing)
-            except RedisDown:
+            except RedisDown as exc:
+                if not exc.breaker_open:
+                    return  # it waited a deadline: the others wait for the next tick
                 continue
             self._suspects.pop(routing, None)
 
