@@ -148,6 +148,8 @@ class Flags(FlagReader):
         self._loaded = Wakeup()
         self._stopping = False
         self._wanted: tuple[int, str] | None = None
+        self._retry: tuple[int, str] | None = None
+        self._retry_at = 0.0
         self._resync = True
         self._unpublished: tuple[FlagChange, float] | None = None
         self._last_warning = 0.0
@@ -260,27 +262,48 @@ class Flags(FlagReader):
             self._first_load()
         finally:
             self._loaded.set()
-        last_check = _monotonic()
+        next_check = _monotonic()
         while not self._stopping:
             live = self._live_now()
             self._mode = "push" if live else "poll"
             interval = self.check_interval if live else self.poll_interval
-            if not self._resync and self._wanted is None:
-                self._wakeup.wait(last_check + interval - _monotonic())
+            deadline = next_check if self._retry is None else min(next_check, self._retry_at)
+            wait = deadline - _monotonic()
+            if not self._resync and self._wanted is None and wait > 0:
+                self._wakeup.wait(wait)
             if self._stopping:
                 return
             try:
-                wanted, self._wanted = self._wanted, None
-                if wanted is not None and self._newer(wanted):
-                    self._follow(wanted[1], authoritative=False)
-                if self._resync or _monotonic() - last_check >= interval:
+                self._follow_wanted()
+                if self._resync or _monotonic() >= next_check:
                     self._resync = False
-                    last_check = _monotonic()
-                    self._check()
+                    # A failed check is tried again soon, whatever the mode.
+                    ok = self._check()
+                    next_check = _monotonic() + (interval if ok else self.poll_interval)
                 if self._unpublished is not None:
                     self._retry_publication()
             except Exception as exc:  # the worker must outlive any failure
                 self._failure("flags worker step failed", exc)
+
+    def _follow_wanted(self) -> None:
+        """Load the newest change heard of (or one that failed to load earlier)."""
+        wanted, self._wanted = self._wanted, None
+        retry = self._retry
+        if retry is not None and (wanted is None or retry[0] > wanted[0]):
+            if _monotonic() < self._retry_at and wanted is None:
+                return
+            wanted = retry
+        self._retry = None
+        if wanted is None or not self._newer(wanted):
+            return
+        try:
+            self._follow(wanted[1], authoritative=False)
+        except Exception as exc:
+            # Its snapshot is neither in Redis nor readable from the database yet (another
+            # process may fill Redis): try again after poll_interval.
+            self._failure(f"loading flags snapshot {wanted[1]} failed", exc)
+            self._retry = wanted
+            self._retry_at = _monotonic() + self.poll_interval
 
     def _confirmed_time(self) -> float | None:
         confirmed, subscriber = self._confirmed, self._subscriber
@@ -323,17 +346,19 @@ class Flags(FlagReader):
     def _head_as_dict(self) -> dict[str, Any]:
         return (self._store.head()).as_dict()
 
-    def _check(self) -> None:
-        """Read the database's head; load its snapshot if it is not ours."""
+    def _check(self) -> bool:
+        """Read the database's head; load its snapshot if it is not ours. False if that
+        failed (the database is out of reach)."""
         try:
             head = self._store.head()
+            if head.token == self._snapshot.token:
+                self._confirmed = _monotonic()
+                return True
+            self._follow(head.token, authoritative=True)
         except Exception as exc:
-            self._failure("reading the flags head from the database failed", exc)
-            return
-        if head.token == self._snapshot.token:
-            self._confirmed = _monotonic()
-            return
-        self._follow(head.token, authoritative=True)
+            self._failure("checking the flags version in the database failed", exc)
+            return False
+        return True
 
     def _follow(self, token: str, *, authoritative: bool) -> None:
         """Load snapshot ``token`` (or the database's newer one) and swap it in.
