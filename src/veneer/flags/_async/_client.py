@@ -264,9 +264,7 @@ class AsyncFlags(FlagReader):
             self._loaded.set()
         next_check = _monotonic()
         while not self._stopping:
-            live = self._live_now()
-            self._mode = "push" if live else "poll"
-            interval = self.check_interval if live else self.poll_interval
+            self._mode = "push" if self._live_now() else "poll"
             deadline = next_check if self._retry is None else min(next_check, self._retry_at)
             wait = deadline - _monotonic()
             if not self._resync and self._wanted is None and wait > 0:
@@ -279,7 +277,11 @@ class AsyncFlags(FlagReader):
                     self._resync = False
                     # A failed check is tried again soon, whatever the mode.
                     ok = await self._check()
-                    next_check = _monotonic() + (interval if ok else self.poll_interval)
+                    # Scheduled from the mode now, not the one before the wait: a link lost
+                    # while waiting must not leave a check_interval-long wait behind.
+                    live = self._live_now()
+                    interval = self.check_interval if ok and live else self.poll_interval
+                    next_check = _monotonic() + interval
                 if self._unpublished is not None:
                     await self._retry_publication()
             except Exception as exc:  # the worker must outlive any failure
