@@ -138,7 +138,8 @@ def test_four_processes_see_every_flip_within_a_second_then_poll_when_redis_is_k
 ) -> None:
     """50 flips are seen by all 4 reader processes within 1 s (p99) through Redis; after
     Redis is SIGKILLed, every process polls the database and sees each of 10 more flips
-    within poll_interval plus slack; no evaluation raised."""
+    within poll_interval plus slack; once Redis is back they are pushed again; no
+    evaluation raised."""
     cache = Cache.from_url(dying_redis.url, namespace=namespace, ttl=60)
     writer = Flags(pg, cache, tables=pg_tables)
     pool = ReaderPool(dying_redis.url, namespace, pg_tables)
@@ -148,6 +149,9 @@ def test_four_processes_see_every_flip_within_a_second_then_poll_when_redis_is_k
         dying_redis.kill()
         pool.wait(lambda: pool.all_in_mode("poll"), 10, "readers to notice Redis is gone")
         polled = flip_many(pool, writer, 10)
+        dying_redis.start()  # back, empty, on the same port: every reader resubscribes
+        pool.wait(lambda: pool.all_in_mode("push"), 20, "readers to subscribe again")
+        pushed_again = flip_many(pool, writer, 5)
     finally:
         errors = pool.close()
         writer.close()
@@ -159,6 +163,7 @@ def test_four_processes_see_every_flip_within_a_second_then_poll_when_redis_is_k
     )
     assert p99(pushed) <= 1.0
     assert max(polled) <= POLL_INTERVAL + POLL_SLACK
+    assert max(pushed_again) <= 1.0
     assert errors == dict.fromkeys(errors, 0) and len(errors) == READERS
 
 
@@ -247,3 +252,88 @@ def test_a_flag_committed_with_a_row_update_is_never_seen_before_the_row(
             cache.close()
         with pg.begin() as conn:
             table.drop(conn)
+
+
+def in_process_readers(
+    url: str, pg: sa.Engine, namespace: str, tables: FlagTables, count: int, **options: float
+) -> tuple[list[Flags], list[Cache]]:
+    """``count`` clients with a cache each (as separate processes would have)."""
+    caches = [Cache.from_url(url, namespace=namespace, ttl=60) for _ in range(count)]
+    return [Flags(pg, c, tables=tables, **options) for c in caches], caches
+
+
+def seen_by_all(clients: list[Flags], name: str, value: bool, timeout: float) -> float:
+    started = time.monotonic()
+    while any(c.enabled(name) != value for c in clients):
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not every client saw {name}={value} within {timeout}s")
+        time.sleep(0.001)
+    return time.monotonic() - started
+
+
+def test_a_hung_redis_is_noticed_then_the_database_is_polled(
+    dying_redis: RedisServer, pg: sa.Engine, pg_tables: FlagTables, namespace: str
+) -> None:
+    """With Redis paused (SIGSTOP: connections stay open, nothing answers), readers
+    notice the silent channel within max(1 s, 4 x redis_timeout), poll, and see a flip
+    within that plus poll_interval plus slack; after SIGCONT they are pushed again."""
+    clients, caches = in_process_readers(
+        dying_redis.url, pg, namespace, pg_tables, 2, poll_interval=POLL_INTERVAL,
+        check_interval=30,
+    )  # fmt: skip
+    writer = Flags(pg, caches[0], tables=pg_tables)
+    try:
+        for c in clients:
+            assert c.start()
+        seen_by_all(clients, "hung", False, 5)
+        wait_for_mode(clients, "push")
+        dying_redis.pause()
+        started = time.monotonic()
+        writer.set_flag("hung", enabled=True)  # its publication times out: readers poll
+        seen_by_all(clients, "hung", True, 10)
+        delay = time.monotonic() - started
+        assert all(c.status().mode == "poll" for c in clients)
+        assert delay <= 1.0 + POLL_INTERVAL + POLL_SLACK
+        dying_redis.resume()
+        wait_for_mode(clients, "push")
+        writer.set_flag("hung", enabled=False)
+        assert seen_by_all(clients, "hung", False, 5) <= 1.0
+        print(f"\nRedis paused: flip seen by both readers after {delay * 1000:.0f} ms")
+    finally:
+        dying_redis.resume()
+        for c in (writer, *clients):
+            c.close()
+        for cache in caches:
+            cache.close()
+
+
+def wait_for_mode(clients: list[Flags], mode: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while any(c.status().mode != mode for c in clients):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"modes {[c.status().mode for c in clients]}, not all {mode}")
+        time.sleep(0.005)
+
+
+def test_a_change_never_published_is_seen_within_check_interval(
+    redis_server: RedisServer, pg: sa.Engine, pg_tables: FlagTables, namespace: str
+) -> None:
+    """A change committed without its publication (a writer killed between the two, or a
+    message lost) reaches subscribed readers at their next database check."""
+    check = 0.5
+    clients, caches = in_process_readers(
+        redis_server.url, pg, namespace, pg_tables, 2, check_interval=check
+    )
+    silent = Flags(pg, tables=pg_tables)  # no cache: it never publishes anything
+    try:
+        for c in clients:
+            assert c.start()
+        wait_for_mode(clients, "push")
+        silent.set_flag("quiet", enabled=True)
+        assert seen_by_all(clients, "quiet", True, 5) <= check + POLL_SLACK
+        assert all(c.status().mode == "push" for c in clients)
+    finally:
+        for c in (silent, *clients):
+            c.close()
+        for cache in caches:
+            cache.close()
