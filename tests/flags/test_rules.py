@@ -226,7 +226,7 @@ def test_evaluation_never_raises_on_bad_arguments(caplog: pytest.LogCaptureFixtu
     assert r.enabled("f", subject=42)  # type: ignore[arg-type]  # str(42) is in allow
     with caplog.at_level(logging.ERROR, logger="veneer"):
         assert r.enabled("f", subject="s", attributes=5, default=True)  # type: ignore[arg-type]
-        assert r.variant("f", subject="s", attributes=["a"]).reason == "unknown"  # type: ignore[arg-type]
+        assert r.variant("f", subject="s", attributes=["a"]).reason == "error"  # type: ignore[arg-type]
     assert r.enabled("f", subject="s", attributes={"a": object()}) is False
     assert r.status().errors == 2
 

@@ -116,7 +116,7 @@ class FlagReader:
             try:
                 return flag.evaluate(subject, attributes).enabled
             except Exception:
-                self._failed(name)
+                return self._failed(name, default, subject, attributes).enabled
         return self._fallback(name, default, subject, attributes).enabled
 
     def variant(
@@ -138,7 +138,7 @@ class FlagReader:
             try:
                 return flag.evaluate(subject, attributes)
             except Exception:
-                self._failed(name)
+                return self._failed(name, default, subject, attributes)
         return self._fallback(name, default, subject, attributes)
 
     def value(
@@ -156,17 +156,36 @@ class FlagReader:
     def _fallback(
         self, name: str, default: Any, subject: str | None, attributes: Mapping[str, Any] | None
     ) -> Variant:
+        """What an unknown flag serves (reason ``unknown``), counted per name."""
         self._count_unknown(name)
+        return self._default(name, default, subject, attributes, "unknown")
+
+    def _failed(
+        self, name: str, default: Any, subject: str | None, attributes: Mapping[str, Any] | None
+    ) -> Variant:
+        """What a flag whose evaluation raised serves (reason ``error``), counted."""
+        self._errors += 1
+        log.exception("veneer.flags: evaluating %r failed; served the default", name)
+        return self._default(name, default, subject, attributes, "error")
+
+    def _default(
+        self,
+        name: str,
+        default: Any,
+        subject: str | None,
+        attributes: Mapping[str, Any] | None,
+        reason: str,
+    ) -> Variant:
         if default is not None:
-            return Variant("default", frozen(default), "unknown", bool(default))
+            return Variant("default", frozen(default), reason, bool(default))
         declared = self._fallbacks.get(name)
         if declared is not None:
             try:
                 served = declared.evaluate(subject, attributes)
-                return Variant(served.key, served.value, "unknown", served.enabled)
+                return Variant(served.key, served.value, reason, served.enabled)
             except Exception:
-                self._failed(name)
-        return _NOTHING
+                self._errors += 1
+        return Variant("default", None, reason, False)
 
     def _count_unknown(self, name: str) -> None:
         counts = self._unknown
@@ -180,10 +199,6 @@ class FlagReader:
                 "start() (or use the client as a context manager) when the process starts",
                 name,
             )
-
-    def _failed(self, name: str) -> None:
-        self._errors += 1
-        log.exception("veneer.flags: evaluating %r failed; served the default", name)
 
     # --------------------------------------------------------------- snapshot
 
@@ -229,6 +244,3 @@ class FlagReader:
             publish_failures=self._publish_failures,
             last_error=self._last_error,
         )
-
-
-_NOTHING = Variant("default", None, "unknown", False)
