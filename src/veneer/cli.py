@@ -17,6 +17,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "listen": "veneer.integrations.cli:listen",
     "sessions": "veneer.sessions.cli:sessions",
     "counters": "veneer.counters.cli:counters",
+    "flags": "veneer.flags.cli:flags",
 }
 
 
@@ -30,6 +31,7 @@ _SHORT_HELP: dict[str, str] = {
     "listen": "Invalidate the keys that PostgreSQL triggers name (LISTEN/NOTIFY).",
     "sessions": "Maintenance of the session tables (veneer.sessions).",
     "counters": "Counters kept in the database, buffered in Redis (docs/counters.md).",
+    "flags": "Feature flags in the database (veneer.flags): list, show, set, history.",
 }
 
 

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
+from struct import Struct
 from types import MappingProxyType
 from typing import Any
 
@@ -44,10 +45,17 @@ DOCUMENT_FORMAT = 1
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+_FIRST_8 = Struct(">Q").unpack_from
+
+
 def bucket(salt: str, subject: str) -> int:
     """The subject's rollout bucket for this salt, 0 to 99,999 (0.001% each)."""
-    digest = sha256(f"{salt}:{subject}".encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
+    return _bucket((salt + ":").encode("utf-8", "surrogatepass"), subject)
+
+
+def _bucket(prefix: bytes, subject: str) -> int:
+    digest = sha256(prefix + subject.encode("utf-8", "surrogatepass")).digest()
+    return int(_FIRST_8(digest)[0]) % BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +116,7 @@ class CompiledFlag:
         "name",
         "no_subject",
         "off",
+        "prefix",
         "rules",
         "salt",
     )
@@ -116,6 +125,7 @@ class CompiledFlag:
         self.document = document
         self.name: str = document["name"]
         self.salt: str = document["salt"] or self.name
+        self.prefix = (self.salt + ":").encode("utf-8", "surrogatepass")
         variants = document["variants"]
         on_key, off_key = document["on_variant"], document["off_variant"]
         values = {key: frozen(value) for key, value in variants.items()}
@@ -180,14 +190,14 @@ class CompiledFlag:
                 if subject is None:
                     continue  # a rollout needs a subject: the next rule may not
                 if slot < 0:
-                    slot = bucket(self.salt, subject)
+                    slot = _bucket(self.prefix, subject)
                 return served.pick(slot)  # type: ignore[union-attr]
         served = self.fallthrough
         if served.__class__ is Variant:
             return served
         if subject is None:
             return self.no_subject
-        return served.pick(bucket(self.salt, subject) if slot < 0 else slot)  # type: ignore[union-attr]
+        return served.pick(_bucket(self.prefix, subject) if slot < 0 else slot)  # type: ignore[union-attr]
 
 
 def compile_flag(document: Any, /) -> CompiledFlag:
