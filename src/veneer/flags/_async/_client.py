@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ..._async._access import AsyncRedisAccess
 from ..._async._broadcast import AsyncBroadcastSubscriber
 from ..._async._cache import AsyncCache
-from ..._async._concurrency import Background, spawn
+from ..._async._concurrency import Background, call_later, spawn
 from ..._errors import ConfigurationError, RedisDown
 from ..._fork import park
 from .._commit import after_commit, sync_session_of
@@ -152,6 +152,7 @@ class AsyncFlags(FlagReader):
         self._retry_at = 0.0
         self._resync = True
         self._unpublished: tuple[FlagChange, float] | None = None
+        self._retry_scheduled = False
         self._last_warning = 0.0
         _live.add(self)
 
@@ -229,6 +230,8 @@ class AsyncFlags(FlagReader):
         self._wakeup = Wakeup()
         self._loaded = Wakeup()
         self._mode = "stopped"
+        self._unpublished = None  # the parent retries its own publications
+        self._retry_scheduled = False
         # SQLAlchemy's advice for forked children: drop, never close, the parent's
         # pooled connections (they share sockets with the parent).
         getattr(self._engine, "sync_engine", self._engine).dispose(close=False)
@@ -282,8 +285,6 @@ class AsyncFlags(FlagReader):
                     live = self._live_now()
                     interval = self.check_interval if ok and live else self.poll_interval
                     next_check = _monotonic() + interval
-                if self._unpublished is not None:
-                    await self._retry_publication()
             except Exception as exc:  # the worker must outlive any failure
                 self._failure("flags worker step failed", exc)
 
@@ -515,23 +516,29 @@ class AsyncFlags(FlagReader):
             self._publish_failures += 1
             pending = self._unpublished
             if pending is None or record.version >= pending[0].version:
-                self._unpublished = (record, _monotonic())
+                since = pending[1] if pending is not None else _monotonic()
+                self._unpublished = (record, since)
             self._failure("publishing a flags change failed (retried; readers poll)", exc)
+            if not self._retry_scheduled:
+                # Retried in the background, started client or not: readers that are
+                # still subscribed would otherwise wait for their check_interval.
+                self._retry_scheduled = True
+                call_later(self.poll_interval, self._retry_publication)
             return
         pending = self._unpublished
         if pending is not None and pending[0].version <= record.version:
             self._unpublished = None
 
     async def _retry_publication(self) -> None:
+        self._retry_scheduled = False
         pending = self._unpublished
-        if pending is None:
+        if pending is None or self._stopping:
             return
         record, since = pending
         if _monotonic() - since > self.check_interval:
             self._unpublished = None  # every reader has checked the database by now
             return
-        if self._access is not None and self._access.healthy():
-            await self._send(record)
+        await self._send(record)
 
     # ----------------------------------------------------------------- reads
 
