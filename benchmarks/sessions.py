@@ -3,7 +3,7 @@
     python benchmarks/sessions.py          # private redis-server; PostgreSQL (VENEER_TEST_POSTGRES)
 
 Baselines in the same run, on the same servers:
-- Redis-only (Flask-Session / starsessions style): raw redis-py GET + msgspec JSON decode;
+- Redis-only (Flask-Session / starsessions style): raw redis-py GET + msgspec msgpack decode;
 - database-only: a primary-key read of the session row (one pooled connection per load).
 veneer: ``SessionStore.load`` with L1 on (the hit is in-process) and with L1 off (every
 load reads Redis). Then 1,000 read-only loads with statements counted on the engine.
@@ -43,9 +43,9 @@ def main() -> None:
         store_l2 = SessionStore(engine, without_l1, tables=tables)
         token, session = store_l1.create(1, DATA)
 
-        encoded = msgspec.json.encode(DATA)
+        encoded = msgspec.msgpack.encode(DATA)  # what Flask-Session 0.8 stores
         raw.set(f"session:{token}", encoded, ex=3600)
-        decode = msgspec.json.Decoder().decode
+        decode = msgspec.msgpack.Decoder().decode
         select = sa.select(tables.sessions.c.data).where(tables.sessions.c.id == session.id)
 
         def redis_only() -> object:

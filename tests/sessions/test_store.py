@@ -273,12 +273,12 @@ def test_bad_options_are_refused_with_what_to_change(
 
 
 def test_data_formats_json_and_msgpack(make_store: Callable[..., SessionStore]) -> None:
-    """msgpack keeps bytes values; JSON stores them as base64 text (msgspec's JSON rules)."""
-    packed = make_store(data_format="msgpack", key_prefix="mp:")
+    """msgpack (the default) keeps bytes values; JSON stores them as base64 text."""
+    packed = make_store(key_prefix="mp:")  # msgpack is the default
     token, _ = packed.create(1, {"raw": b"\x00\xff"})
     loaded = packed.load(token)
     assert loaded is not None and loaded.data == {"raw": b"\x00\xff"}
-    as_json = make_store()
+    as_json = make_store(data_format="json")
     token, _ = as_json.create(1, {"raw": b"\x00\xff"})
     loaded = as_json.load(token)
     assert loaded is not None and loaded.data == {"raw": "AP8="}

@@ -86,7 +86,7 @@ class Session:
         self._user_at_load = user_id
 
     @classmethod
-    def from_record(cls, id: str, record: Record, data: dict[str, Any]) -> Session:
+    def _from_record(cls, id: str, record: Record, data: dict[str, Any]) -> Session:
         # The hot path of every load: slot stores, no keyword-argument parsing.
         self = cls.__new__(cls)
         self.id = id
@@ -152,7 +152,7 @@ class StoreOptions:
     revocation_check: float = 2.0
     cache_ttl: float = 300.0
     max_data_bytes: int = 64 * 1024
-    data_format: str = "json"
+    data_format: str = "msgpack"
     key_prefix: str = "session:"
 
     def __post_init__(self) -> None:
@@ -175,7 +175,7 @@ class StoreOptions:
             raise ConfigurationError(f"max_data_bytes={self.max_data_bytes!r} must be >= 2")
         if self.data_format not in ("json", "msgpack"):
             raise ConfigurationError(
-                f"data_format={self.data_format!r}: use 'json' (default) or 'msgpack'"
+                f"data_format={self.data_format!r}: use 'msgpack' (default) or 'json'"
             )
         if not self.key_prefix or any(c in self.key_prefix for c in "{} \n"):
             raise ConfigurationError(

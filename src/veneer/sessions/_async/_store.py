@@ -63,7 +63,7 @@ class AsyncSessionStore:
     :mod:`veneer.integrations.outbox`, to make invalidations durable.
     Options (seconds): ``idle_timeout``, ``absolute_timeout``, ``touch_interval``,
     ``revocation_check``, ``cache_ttl``; ``max_data_bytes``, ``data_format``
-    (``"json"`` or ``"msgpack"``), ``key_prefix``.
+    (``"msgpack"`` or ``"json"``), ``key_prefix``.
     """
 
     def __init__(
@@ -99,6 +99,12 @@ class AsyncSessionStore:
         self._invalidator = CacheInvalidator(cache, outbox=outbox).install(self._maker)
         self._stats = SessionStats()
         self._prefix = self.options.key_prefix
+        # Bound once: the load path is a few microseconds, attribute chains show in it.
+        self._get_or_load = cache.get_or_load
+        self._hears_invalidations = functools.partial(cache.ready, 0)
+        self._decode = self._codec.decode
+        self._cache_ttl = self.options.cache_ttl
+        self._touch_interval = self.options.touch_interval
         # Per session id: when the database was last asked while this process could not
         # hear invalidations, and what it said (the row, or None when it is gone).
         self._checks: dict[str, tuple[float, Record | None]] = {}
@@ -132,17 +138,17 @@ class AsyncSessionStore:
             return None
         stats.loads += 1
         try:
-            record: Record | None = await self._cache.get_or_load(
+            record: Record | None = await self._get_or_load(
                 self._prefix + session_id,
                 functools.partial(self._read_row, session_id),
-                ttl=self.options.cache_ttl,
+                ttl=self._cache_ttl,
                 type=Record,
             )
         except DATABASE_ERRORS as exc:
             # In no cache tier and the database is down: say so, do not guess.
             raise unavailable("load the session", exc, stats) from exc
         if record is not None and (
-            not await self._cache.ready(0) or _monotonic() < self._unsure_until
+            not await self._hears_invalidations() or _monotonic() < self._unsure_until
         ):
             # This process may have missed an invalidation: ask the database (bounded).
             self._unsure_until = max(self._unsure_until, await self._unsure_deadline())
@@ -157,8 +163,8 @@ class AsyncSessionStore:
                 stats.expired += 1
                 stats.loads_refused += 1
                 return None
-        session = self._session(session_id, record)
-        if now - record.last_seen >= self.options.touch_interval:
+        session = Session._from_record(session_id, record, self._decode(record.data))
+        if now - record.last_seen >= self._touch_interval:
             await self._touch_quietly(session, now)
         return session
 
@@ -405,7 +411,7 @@ class AsyncSessionStore:
     # --------------------------------------------------------------- plumbing
 
     def _session(self, session_id: str, record: Record) -> Session:
-        return Session.from_record(session_id, record, self._codec.decode(record.data))
+        return Session._from_record(session_id, record, self._decode(record.data))
 
     async def _read_row(self, session_id: str) -> Record | None:
         async with self._engine.connect() as conn:
