@@ -4,6 +4,7 @@ naive Redis-only store in the same tests loses its sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from outage import Reads, ThreadWorkload
 from proxy import SlowProxy
 from servers import POSTGRES_URL, RedisServer
 from sessions.naive import NaiveRedisSessions
-from veneer.sessions import SessionStore, SourceUnavailable
+from veneer.sessions import SessionStore, SessionTables, SourceUnavailable
 
 TIMEOUT = 0.1
 OPTIONS: dict[str, Any] = {
@@ -175,3 +176,46 @@ def test_database_down_keeps_cached_sessions_and_fails_writes_loudly(
         assert all(store.load(t) is not None for t in cached)
     finally:
         engine.dispose()
+
+
+async def test_flushall_and_restart_lose_no_session_asyncio(
+    own_redis: RedisServer, tables: SessionTables, namespace: str
+) -> None:
+    """The asyncio store under a task load: FLUSHALL, then SIGKILL and an empty restart:
+    zero sessions lost, zero errors."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from outage import TaskWorkload
+    from veneer import AsyncCache
+    from veneer.sessions import AsyncSessionStore
+
+    engine = create_async_engine(POSTGRES_URL, pool_size=10)
+    cache = AsyncCache.from_url(own_redis.url, namespace=namespace, **OPTIONS)
+    try:
+        assert await cache.ready()
+        store = AsyncSessionStore(engine, cache, tables=tables, revocation_check=0.5)
+        tokens = [(await store.create(i, {"i": i}))[0] for i in range(SESSIONS)]
+
+        async def read(key: str) -> Any:
+            session = await store.load(tokens[int(key.split(":")[1]) % len(tokens)])
+            if session is None:
+                raise Lost(key)
+            return session
+
+        work = TaskWorkload(read, workers=6, keys=SESSIONS)
+        await asyncio.sleep(0.5)
+        client = own_redis.client()
+        client.flushall()
+        client.close()
+        await asyncio.sleep(0.5)
+        own_redis.kill()
+        await asyncio.sleep(0.7)
+        own_redis.start()
+        await asyncio.sleep(1.0)
+        reads = await work.stop()
+        assert reads.errors() == []
+        assert len(reads.records) > 200
+        assert all([await store.load(t) is not None for t in tokens])
+    finally:
+        await cache.close()
+        await engine.dispose()
