@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeAlias
 
 from ._codec import Codec
 from ._errors import ConfigurationError
 from ._keys import validate_namespace
 
-__all__ = ["CacheOptions"]
+__all__ = ["CacheOptions", "Ttl", "TtlFunction"]
+
+TtlFunction: TypeAlias = Callable[[Any], "float | None"]
+"""Decides a loaded value's TTL from the value itself; ``None`` (or <= 0): do not store it."""
+Ttl: TypeAlias = "float | TtlFunction"
 
 _DAY = 86_400.0
 
@@ -191,6 +196,16 @@ class CacheOptions:
                 f"ttl={ttl} is above max_ttl={self.max_ttl}; lower it or raise max_ttl"
             )
         return float(ttl)
+
+    def ttl_for(self, ttl: Ttl, value: Any) -> float | None:
+        """The TTL of one loaded value: ``ttl``, or what ``ttl(value)`` decides (capped at
+        ``max_ttl``); ``None`` means "return the value to the caller, store nothing"."""
+        if not callable(ttl):
+            return ttl
+        chosen = ttl(value)
+        if chosen is None or chosen <= 0:
+            return None
+        return min(float(chosen), self.max_ttl)
 
 
 def _check_positive(name: str, value: object) -> None:

@@ -35,13 +35,13 @@ from .._errors import (
 )
 from .._keys import KeyLayout, check_key, check_tag, check_tags
 from .._l1 import L1Store
-from .._options import CacheOptions
+from .._options import CacheOptions, Ttl
 from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches
+from . import _batches, _refresh
 from ._access import AsyncRedisAccess
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
@@ -307,11 +307,14 @@ class AsyncCache:
         loader: Loader[T],
         /,
         *,
-        ttl: float | None = None,
+        ttl: float | Callable[[T], float | None] | None = None,
         tags: Sequence[str] = (),
         type: Any = None,
     ) -> T:
         """The cached value; on a miss, ``loader()``'s result, cached with ``ttl``.
+
+        ``ttl`` may be a function of the loaded value (``None`` or <= 0: the value is
+        returned, not stored), for values that carry their own lifetime.
 
         Concurrent misses of one key share one load, in this process (single-flight)
         and across processes (a lease in Redis). A loader returning ``None`` is
@@ -329,11 +332,11 @@ class AsyncCache:
         return cast(T, await self._miss(key, loader, ttl, tags, type))
 
     async def _miss(
-        self, key: str, loader: Callable[[], Any], ttl: float | None, tags: Sequence[str], type: Any
+        self, key: str, loader: Callable[[], Any], ttl: Ttl | None, tags: Sequence[str], type: Any
     ) -> Any:
         self._counters.l1_misses += 1
         check_key(key)
-        ttl_s = self.options.resolve_ttl(ttl)
+        ttl_s = ttl if callable(ttl) else self.options.resolve_ttl(ttl)
         tag_list = check_tags(tags)
         if type is not None:
             loader = conformed(loader, type, key)
@@ -379,7 +382,7 @@ class AsyncCache:
             return value if outcome is SCHEDULED or outcome is _FAILED else outcome
 
     async def _lead_or_stale(
-        self, key: str, loader: Callable[[], Any], ttl: float, tags: tuple[str, ...], type: Any
+        self, key: str, loader: Callable[[], Any], ttl: Ttl, tags: tuple[str, ...], type: Any
     ) -> tuple[Any, Callable[[], Awaitable[Any]] | None]:
         try:
             return await self._lead(key, loader, ttl, tags, type)
@@ -391,7 +394,7 @@ class AsyncCache:
             return stale, None
 
     async def _lead(
-        self, key: str, loader: Callable[[], Any], ttl: float, tags: tuple[str, ...], type: Any
+        self, key: str, loader: Callable[[], Any], ttl: Ttl, tags: tuple[str, ...], type: Any
     ) -> tuple[Any, Callable[[], Awaitable[Any]] | None]:
         """The read of the one caller per process that goes past L1 for ``key``: the value
         for every waiter, and the refresh this caller must run after handing it out."""
@@ -423,9 +426,7 @@ class AsyncCache:
                 return stale, await self._claim_refresh(key, loader, ttl, tags, seq, b"")
         return await self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
 
-    async def _without_redis(
-        self, key: str, loader: Callable[[], Any], ttl: float, seq: int
-    ) -> Any:
+    async def _without_redis(self, key: str, loader: Callable[[], Any], ttl: Ttl, seq: int) -> Any:
         """Redis is unreachable: an in-process copy within max_stale, else the source.
 
         A value loaded here is kept in L1 as not-fresh (it cannot be invalidated
@@ -438,7 +439,8 @@ class AsyncCache:
             return stale
         began = _wall()
         value = (await self._load(loader))[0]
-        if self.options.l1_size and self.options.max_stale and seq == self._inv_seq:
+        stored = self.options.ttl_for(ttl, value) is not None
+        if stored and self.options.l1_size and self.options.max_stale and seq == self._inv_seq:
             try:
                 size = len(self._envelopes.codec.encode(value))
             except Exception:
@@ -473,7 +475,7 @@ class AsyncCache:
         self,
         key: str,
         loader: Callable[[], Any],
-        ttl: float,
+        ttl: Ttl,
         tags: tuple[str, ...],
         type: Any,
         seq: int,
@@ -545,7 +547,7 @@ class AsyncCache:
         self,
         key: str,
         loader: Callable[[], Any],
-        ttl: float,
+        ttl: Ttl,
         tags: tuple[str, ...],
         seq: int,
         expected_head: bytes,
@@ -576,7 +578,7 @@ class AsyncCache:
         self,
         key: str,
         loader: Callable[[], Any],
-        ttl: float,
+        ttl: Ttl,
         tags: tuple[str, ...],
         seq: int,
         token: bytes | None,
@@ -697,6 +699,26 @@ class AsyncCache:
         """
         return await _batches.get_or_load_many(self, keys, loader_many, ttl, tags, type)
 
+    async def refresh(
+        self,
+        key: str,
+        loader: Loader[T],
+        /,
+        *,
+        ttl: float | Callable[[T], float | None] | None = None,
+        tags: Sequence[str] = (),
+        default: Any = None,
+    ) -> T | Any:
+        """Load ``key`` from the source now and replace its entry (a revalidation).
+
+        Readers keep getting the current entry until the new one lands. The fill is
+        guarded like a miss's: it takes the key's lease, so an invalidation during the
+        load refuses it. Returns the loaded value, or ``default`` when another caller
+        (in any process) holds the key's lease. With Redis unreachable the value is
+        loaded and returned, not stored.
+        """
+        return await _refresh.refresh(self, key, loader, ttl, tags, default)
+
     # ------------------------------------------------------------------ writes
 
     async def set(
@@ -744,7 +766,7 @@ class AsyncCache:
         self,
         key: str,
         value: Any,
-        ttl: float,
+        ttl: Ttl,
         tags: tuple[str, ...],
         versions: Versions,
         seconds: float,
@@ -808,7 +830,7 @@ class AsyncCache:
         self,
         key: str,
         value: Any,
-        ttl: float,
+        ttl: Ttl,
         tags: tuple[str, ...],
         versions: Versions,
         seconds: float,
@@ -817,10 +839,13 @@ class AsyncCache:
         payload: Payload | None = None,
     ) -> tuple[bytes, int, float] | None:
         opts = self.options
+        ttl_s = opts.ttl_for(ttl, value)
+        if ttl_s is None:
+            return None  # the TTL function chose not to store this value
         epoch, tag_versions = versions
         plan = plan_fill(
             now=_wall(),
-            ttl=ttl,
+            ttl=ttl_s,
             jitter=opts.jitter,
             negative=value is None,
             negative_ttl=opts.negative_ttl,
