@@ -13,8 +13,9 @@
         tag(f"product:{pid}")            # invalidator.invalidate_tag(session, "product:7")
         return ...                       # with Cache-Control: max-age=300
 
-Needs the ``http`` extra (starlette, uvicorn, httpx) only for :mod:`veneer.http.proxy`
-and the tests; the middleware itself is plain ASGI.
+Needs the ``http`` extra (http-sfv; httpx for :mod:`veneer.http.proxy`). The middleware
+is plain ASGI, asyncio only, built on the public API of :class:`~veneer.AsyncCache`.
+See ``docs/http.md``.
 """
 
 from __future__ import annotations

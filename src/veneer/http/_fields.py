@@ -327,9 +327,9 @@ def byte_range(value: str, length: int) -> tuple[int, int] | bool | None:
             return False
         return max(0, length - suffix), length - 1
     first = int(first_text)
-    last = int(last_text) if last_text else length - 1
-    if last < first:
+    if last_text and int(last_text) < first:
         return None
     if first >= length:
         return False
+    last = int(last_text) if last_text else length - 1
     return first, min(last, length - 1)

@@ -13,18 +13,12 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
 
-__all__ = ["Origin", "Outcome", "collected_tags", "tag"]
+from ._asgi import ASGIApp, Headers, Message, Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
+__all__ = ["Origin", "Outcome", "tag"]
 
 _tags: ContextVar[list[str] | None] = ContextVar("veneer_http_tags", default=None)
 
@@ -36,10 +30,6 @@ def tag(*names: str) -> None:
     collected = _tags.get()
     if collected is not None:
         collected.extend(names)
-
-
-def collected_tags() -> list[str] | None:
-    return _tags.get()
 
 
 class Outcome(enum.Enum):

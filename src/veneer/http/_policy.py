@@ -151,6 +151,9 @@ class Entry:
     reason: str
     storage_ttl: float = 0.0
     tags: list[str] = field(default_factory=list)
+    transient: bool = False
+    """The refusal depends on this request or on a passing state (Authorization, a cookie
+    being set, a 5xx): it says nothing about the URL's next responses."""
 
 
 def response_directives(fields: dict[str, list[str]], policy: Policy) -> Directives:
@@ -174,9 +177,9 @@ def build_entry(
 ) -> Entry:
     """Decide whether a response to ``request`` may be stored and shared (RFC 9111 3)."""
     if request.method != "GET":
-        return Entry(None, "method")
+        return Entry(None, "method", transient=True)
     if "no-store" in request.directives:
-        return Entry(None, "request no-store")
+        return Entry(None, "request no-store", transient=True)
     fields = field_map(headers)
     cc = response_directives(fields, policy)
     if "must-understand" in cc:
@@ -190,9 +193,9 @@ def build_entry(
         return Entry(None, "private")
     shareable_with_auth = "public" in cc or "must-revalidate" in cc or "s-maxage" in cc
     if request.has("authorization") and not shareable_with_auth:
-        return Entry(None, "request has Authorization")
+        return Entry(None, "request has Authorization", transient=True)
     if "set-cookie" in fields and not policy.share_set_cookie:
-        return Entry(None, "Set-Cookie")
+        return Entry(None, "Set-Cookie", transient=True)
     vary_names = [name.lower() for name in list_items(fields.get("vary", ()))]
     if "*" in vary_names:
         return Entry(None, "Vary: *")
@@ -203,9 +206,10 @@ def build_entry(
         if request.has("cookie"):
             # A response to a request with a cookie is shared only when the origin
             # said how long: a heuristic would share personalised pages.
-            return Entry(None, "heuristic freshness for a request with Cookie")
+            return Entry(None, "heuristic freshness for a request with Cookie", transient=True)
         if status not in HEURISTIC_STATUSES and "public" not in cc:
-            return Entry(None, f"status {status} without explicit freshness")
+            return Entry(None, f"status {status} without explicit freshness",
+                         transient=status >= 500)  # fmt: skip
     etag = _first(fields, "etag")
     last_modified = _first(fields, "last-modified")
     no_cache = "no-cache" in cc and cc.get("no-cache") is None

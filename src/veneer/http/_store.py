@@ -29,14 +29,18 @@ __all__ = ["ResponseStore", "UrlIndex"]
 class UrlIndex(msgspec.Struct, array_like=True):
     epoch: str
     tags: list[str]
+    passthrough: bool = False
+    """The URL's last response could not be stored (no-store, private, too large...):
+    until this index expires, requests go straight to the app, without a shared load."""
 
 
 class ResponseStore:
     """The HTTP cache's view of an :class:`~veneer.AsyncCache` (public methods only)."""
 
-    def __init__(self, cache: AsyncCache, *, index_ttl: float) -> None:
+    def __init__(self, cache: AsyncCache, *, index_ttl: float, pass_ttl: float) -> None:
         self.cache = cache
         self.index_ttl = index_ttl
+        self.pass_ttl = pass_ttl
 
     @staticmethod
     def digest(url: str) -> str:
@@ -82,6 +86,13 @@ class ResponseStore:
         await self.cache.set(
             self.index_key(url), UrlIndex(new_epoch(), sorted(set(tags))), ttl=self.index_ttl
         )
+
+    async def mark_pass(self, url: str, index: UrlIndex) -> None:
+        """Remember for ``pass_ttl`` that the URL's responses are not stored (hit-for-pass)."""
+        if self.pass_ttl > 0:
+            await self.cache.set(
+                self.index_key(url), UrlIndex(new_epoch(), index.tags, True), ttl=self.pass_ttl
+            )
 
     async def invalidate_url(self, url: str) -> None:
         """Make every stored variant of ``url`` unreachable (its learned tags are kept)."""

@@ -28,10 +28,10 @@ import httpx
 
 from .._async._cache import AsyncCache
 from .._errors import ConfigurationError
+from ._asgi import Headers, Message, Receive, Scope, Send
 from ._middleware import HttpCache
-from ._origin import Headers, Message, Receive, Scope, Send
 
-__all__ = ["ReverseProxy", "cached_proxy", "from_env"]
+__all__ = ["CachedProxy", "ReverseProxy", "cached_proxy", "from_env"]
 
 log = logging.getLogger("veneer.http")
 
@@ -185,8 +185,9 @@ async def _lifespan(receive: Receive, send: Send, *closers: Any) -> None:
             return
 
 
-class _CachedProxy:
-    """:class:`HttpCache` over a :class:`ReverseProxy`, closing both on shutdown."""
+class CachedProxy:
+    """:class:`HttpCache` over a :class:`ReverseProxy`; the ASGI lifespan shutdown (or
+    :meth:`aclose`) closes the proxy's connections and the cache."""
 
     def __init__(self, proxy: ReverseProxy, cache: AsyncCache, **options: Any) -> None:
         self.proxy = proxy
@@ -195,17 +196,21 @@ class _CachedProxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send, self.proxy.aclose, self.cache.close)
+            await _lifespan(receive, send, self.aclose)
             return
         await self.http_cache(scope, receive, send)
 
+    async def aclose(self) -> None:
+        await self.proxy.aclose()
+        await self.cache.close()
 
-def cached_proxy(upstream: str, cache: AsyncCache, **options: Any) -> _CachedProxy:
+
+def cached_proxy(upstream: str, cache: AsyncCache, **options: Any) -> CachedProxy:
     """A reverse proxy to ``upstream`` behind an :class:`HttpCache` (``options`` go to it)."""
-    return _CachedProxy(ReverseProxy(upstream), cache, **options)
+    return CachedProxy(ReverseProxy(upstream), cache, **options)
 
 
-def from_env() -> _CachedProxy:
+def from_env() -> CachedProxy:
     """The cached proxy ``uvicorn --factory`` builds from ``VENEER_UPSTREAM`` (required),
     ``VENEER_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), ``VENEER_NAMESPACE``
     (default ``http``), ``VENEER_REDIS_TIMEOUT`` (seconds) and ``VENEER_UPSTREAM_KEEPALIVE``
@@ -228,4 +233,4 @@ def from_env() -> _CachedProxy:
         **options,
     )
     keepalive = os.environ.get("VENEER_UPSTREAM_KEEPALIVE", "1") not in ("0", "false", "no")
-    return _CachedProxy(ReverseProxy(upstream, keepalive=keepalive), cache)
+    return CachedProxy(ReverseProxy(upstream, keepalive=keepalive), cache)
