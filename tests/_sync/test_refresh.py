@@ -33,8 +33,10 @@ def make_cache(redis_server: RedisServer, namespace: str) -> Iterator[Factory]:
 
 
 @pytest.fixture
-def raw(redis_server: RedisServer) -> redis.Redis:
-    return redis_server.client()
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()
 
 
 def value_key(namespace: str, key: str) -> str:
@@ -69,7 +71,7 @@ def test_a_ttl_function_returning_none_stores_nothing(
         assert cache.get_or_load("p", load, ttl=lambda v, c=chosen: c) == "private"
     assert calls == [1, 1, 1]
     assert raw.exists(value_key(namespace, "p")) == 0
-    assert [k for k in raw.scan_iter(match=f"*{namespace}:p*")] == []  # no lease left behind
+    assert list(raw.scan_iter(match=f"*{namespace}:p*")) == []  # no lease left behind
 
 
 def test_a_ttl_function_is_capped_at_max_ttl(
@@ -143,7 +145,7 @@ def test_refresh_with_a_ttl_function_that_declines_keeps_the_old_entry(
 
 
 def test_refresh_with_redis_down_returns_the_sources_answer(
-    make_cache: Factory, own_redis: RedisServer, namespace: str
+    own_redis: RedisServer, namespace: str
 ) -> None:
     """With Redis unreachable, ``refresh`` still loads and returns the value (stores nothing)."""
     cache = Cache.from_url(own_redis.url, namespace=namespace, ttl=30, redis_timeout=0.05)

@@ -26,19 +26,14 @@ from ._policy import (
 )
 from ._store import ResponseStore, UrlIndex
 
-__all__ = ["BUSY", "PASS", "Fill", "Loads", "Pass"]
+__all__ = ["BUSY", "Fill", "Loads"]
 
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _MAX_TAG_LENGTH: Final = 200
 
 
-class Pass:
-    """Handed to requests that shared a load whose response they may not use."""
-
-    __slots__ = ()
-
-
-PASS: Final = Pass()
+# A loader returns the response it got, or None: "nothing you may share" (the cache's
+# ``type=`` conversion lets None through, and it is never stored: see Fill.ttl).
 BUSY: Final = object()
 
 
@@ -56,7 +51,7 @@ class Fill:
     def ttl(self, value: Any) -> float | None:
         """The TTL function given to the cache: store only the response judged storable."""
         entry = self.entry
-        if entry is not None and entry.stored is value and self.storage_ttl:
+        if value is not None and entry is not None and entry.stored is value and self.storage_ttl:
             return self.storage_ttl
         return None
 

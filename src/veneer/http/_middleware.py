@@ -29,7 +29,7 @@ from ._asgi import (
     without,
 )
 from ._config import HttpConfig
-from ._loads import PASS, Fill, Loads, Pass
+from ._loads import Fill, Loads
 from ._origin import Origin, Outcome
 from ._policy import Entry, Request, StoredResponse, Verdict, judge, usable
 from ._revalidation import CONDITIONAL, Revalidator
@@ -220,7 +220,7 @@ class HttpCache:
         origin_scope = with_headers(scope, without(scope.get("headers", []), CONDITIONAL))
         calls = 0
 
-        async def load() -> StoredResponse | Pass:
+        async def load() -> StoredResponse | None:
             nonlocal calls
             calls += 1
             first = calls == 1  # later calls: the cache's own background refresh
@@ -229,12 +229,12 @@ class HttpCache:
                 fill.origin = origin
             outcome = await origin.start()
             if outcome is not Outcome.COMPLETE:
-                return PASS
+                return None
             entry = loads.entry(request, origin)
             if first:
                 fill.entry = entry
             if entry.stored is None:
-                return PASS
+                return None
             if not set(entry.tags) <= known:
                 await loads.learn(url, index, entry.tags)
                 return entry.stored  # shareable, but stored only once its tags are known

@@ -17,7 +17,7 @@ from typing import Final
 
 from .._policy import lease_backoff
 from ._asgi import Receive, Scope, Send, with_headers, without
-from ._loads import BUSY, PASS, Fill, Loads, Pass
+from ._loads import BUSY, Fill, Loads
 from ._origin import Outcome
 from ._policy import (
     Request,
@@ -131,7 +131,7 @@ class Revalidator:
         headers = without(scope.get("headers", []), CONDITIONAL | {b"range"})
         origin_scope = with_headers(scope, headers + validators(entry))
 
-        async def load() -> StoredResponse | Pass:
+        async def load() -> StoredResponse | None:
             origin = loads.origin(origin_scope, receive, send)
             fill.origin = origin
             outcome = await origin.start()
@@ -140,9 +140,9 @@ class Revalidator:
             )
             if failed and self._stale_ok(entry, request):
                 fill.use_stale = True
-                return PASS
+                return None
             if outcome is not Outcome.COMPLETE:
-                return PASS
+                return None
             if origin.status == 304:
                 fill.entry = merge_304(
                     entry,
@@ -157,7 +157,7 @@ class Revalidator:
                 fill.entry = loads.entry(request, origin)
             stored = fill.entry.stored
             if stored is None:
-                return PASS
+                return None
             if not set(fill.entry.tags) <= known:
                 await loads.learn(url, index, fill.entry.tags)
                 return stored
