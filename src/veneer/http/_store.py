@@ -77,22 +77,18 @@ class ResponseStore:
         )  # fmt: skip
         if not isinstance(value, UrlIndex):  # pragma: no cover - a foreign value under our key
             value = UrlIndex(new_epoch(), [])
-            await self.cache.set(self.index_key(url), value, ttl=self.index_ttl)
+            await self._write(url, value, self.index_ttl)
         return value
 
     async def learn(self, url: str, tags: Sequence[str]) -> None:
         """Remember tags the URL's responses declare, under a new epoch (so no response
         stored without them can be served again)."""
-        await self.cache.set(
-            self.index_key(url), UrlIndex(new_epoch(), sorted(set(tags))), ttl=self.index_ttl
-        )
+        await self._write(url, UrlIndex(new_epoch(), sorted(set(tags))), self.index_ttl)
 
     async def mark_pass(self, url: str, index: UrlIndex) -> None:
         """Remember for ``pass_ttl`` that the URL's responses are not stored (hit-for-pass)."""
         if self.pass_ttl > 0:
-            await self.cache.set(
-                self.index_key(url), UrlIndex(new_epoch(), index.tags, True), ttl=self.pass_ttl
-            )
+            await self._write(url, UrlIndex(new_epoch(), index.tags, True), self.pass_ttl)
 
     async def invalidate_url(self, url: str) -> None:
         """Make every stored variant of ``url`` unreachable (its learned tags are kept)."""
@@ -101,9 +97,13 @@ class ResponseStore:
             # Nothing known here, or Redis is unreachable: a delete is queued and retried.
             await self.cache.invalidate(self.index_key(url))
             return
-        await self.cache.set(
-            self.index_key(url), UrlIndex(new_epoch(), current.tags), ttl=self.index_ttl
-        )
+        await self._write(url, UrlIndex(new_epoch(), current.tags), self.index_ttl)
+
+    async def _write(self, url: str, index: UrlIndex, ttl: float) -> None:
+        # As the plain list that ``type=UrlIndex`` reads back (array_like), so that the
+        # cache's type-drift check has nothing to warn about.
+        plain = [index.epoch, list(index.tags), index.passthrough]
+        await self.cache.set(self.index_key(url), plain, ttl=ttl)
 
     async def entry(self, key: str) -> StoredResponse | None:
         value = await self.cache.get(key, type=StoredResponse)
