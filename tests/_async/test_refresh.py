@@ -11,6 +11,8 @@ import redis
 from servers import RedisServer
 from veneer import AsyncCache
 
+from .helpers import eventually
+
 Factory = Callable[..., Awaitable[AsyncCache]]
 
 
@@ -154,3 +156,32 @@ async def test_refresh_with_redis_down_returns_the_sources_answer(
         assert await cache.refresh("k", lambda: "fresh") == "fresh"
     finally:
         await cache.close()
+
+
+async def test_refresh_replaces_this_processs_l1_copy_even_when_another_write_races_it(
+    make_cache: Factory,
+) -> None:
+    """After ``refresh`` this process reads the new value, not its old L1 copy, even when
+    an unrelated write during the load stopped the new value from entering L1."""
+    cache = await make_cache()
+    await cache.set("k", "old")
+    assert await cache.get("k") == "old"  # now in L1
+
+    async def load() -> str:
+        await cache.set("unrelated", 1)  # bumps the invalidation sequence mid-load
+        return "new"
+
+    assert await cache.refresh("k", load) == "new"
+    assert await cache.get("k") == "new"
+
+
+async def test_refresh_drops_the_old_copy_in_other_processes(make_cache: Factory) -> None:
+    """Another process that held the old value in L1 reads the refreshed one."""
+    writer, reader = await make_cache(), await make_cache()
+    await writer.set("k", "old")
+    assert await reader.get("k") == "old"
+    assert await reader.get("k") == "old"  # an L1 hit in the reader
+    heard = reader.stats().invalidations_received
+    await writer.refresh("k", lambda: "new")
+    await eventually(lambda: reader.stats().invalidations_received > heard)
+    assert await reader.get("k") == "new"

@@ -12,6 +12,8 @@ import redis
 from servers import RedisServer
 from veneer import Cache
 
+from .helpers import eventually
+
 Factory = Callable[..., Cache]
 
 
@@ -155,3 +157,32 @@ def test_refresh_with_redis_down_returns_the_sources_answer(
         assert cache.refresh("k", lambda: "fresh") == "fresh"
     finally:
         cache.close()
+
+
+def test_refresh_replaces_this_processs_l1_copy_even_when_another_write_races_it(
+    make_cache: Factory,
+) -> None:
+    """After ``refresh`` this process reads the new value, not its old L1 copy, even when
+    an unrelated write during the load stopped the new value from entering L1."""
+    cache = make_cache()
+    cache.set("k", "old")
+    assert cache.get("k") == "old"  # now in L1
+
+    def load() -> str:
+        cache.set("unrelated", 1)  # bumps the invalidation sequence mid-load
+        return "new"
+
+    assert cache.refresh("k", load) == "new"
+    assert cache.get("k") == "new"
+
+
+def test_refresh_drops_the_old_copy_in_other_processes(make_cache: Factory) -> None:
+    """Another process that held the old value in L1 reads the refreshed one."""
+    writer, reader = make_cache(), make_cache()
+    writer.set("k", "old")
+    assert reader.get("k") == "old"
+    assert reader.get("k") == "old"  # an L1 hit in the reader
+    heard = reader.stats().invalidations_received
+    writer.refresh("k", lambda: "new")
+    eventually(lambda: reader.stats().invalidations_received > heard)
+    assert reader.get("k") == "new"

@@ -71,5 +71,18 @@ async def refresh(
         if token is not None:
             await cache._release(key, token)
         return value
-    await cache._fill(key, value, ttl_s, tag_list, versions, seconds, seq, token, strict=False)
+    # As ``set`` does: this process's copy of the old value is dropped before and after
+    # the write (a read racing the write cannot put the old value back), and the other
+    # processes drop theirs when the new one has landed.
+    cache._inv_seq += 1
+    cache._l1.discard(key)
+    try:
+        filled = await cache._fill(
+            key, value, ttl_s, tag_list, versions, seconds, seq, token, strict=False
+        )
+    finally:
+        cache._inv_seq += 1
+        cache._l1.discard(key)
+    if filled:
+        await cache._invalidations.publish("k", key, 0)
     return value

@@ -70,5 +70,18 @@ def refresh(
         if token is not None:
             cache._release(key, token)
         return value
-    cache._fill(key, value, ttl_s, tag_list, versions, seconds, seq, token, strict=False)
+    # As ``set`` does: this process's copy of the old value is dropped before and after
+    # the write (a read racing the write cannot put the old value back), and the other
+    # processes drop theirs when the new one has landed.
+    cache._inv_seq += 1
+    cache._l1.discard(key)
+    try:
+        filled = cache._fill(
+            key, value, ttl_s, tag_list, versions, seconds, seq, token, strict=False
+        )
+    finally:
+        cache._inv_seq += 1
+        cache._l1.discard(key)
+    if filled:
+        cache._invalidations.publish("k", key, 0)
     return value
