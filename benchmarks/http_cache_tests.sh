@@ -45,6 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 cp -r "$suite/." "$work/suite"
+chmod -R u+w "$work/suite"  # CI's copy of shared/ has no write bits
 (cd "$work/suite" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
 
 free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
