@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from veneer.http._answers import conditional_status, merge_304
 from veneer.http._fields import byte_range, first_age, http_date, parse_directives
 from veneer.http._policy import (
     NO_CACHE,
@@ -18,10 +19,8 @@ from veneer.http._policy import (
     StoredResponse,
     Verdict,
     build_entry,
-    conditional_status,
     current_age,
     judge,
-    merge_304,
     normalize_field,
     stale_on_error,
     usable,

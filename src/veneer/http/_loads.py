@@ -8,22 +8,17 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .._async._cache import AsyncCache
-from ._asgi import ASGIApp, Headers, Receive, Scope, Send, respond, stripping, url_of
-from ._config import HttpConfig
-from ._origin import Origin, Outcome
-from ._policy import (
-    Entry,
-    Request,
-    StoredResponse,
-    build_entry,
+from ._answers import (
     conditional_status,
-    field_map,
     not_modified_headers,
     range_response,
-    response_directives,
     serve_headers,
     tags_of,
 )
+from ._asgi import ASGIApp, Headers, Receive, Scope, Send, respond, stripping, url_of
+from ._config import HttpConfig
+from ._origin import Origin, Outcome
+from ._policy import Entry, Request, StoredResponse, build_entry, field_map, response_directives
 from ._store import ResponseStore, UrlIndex
 
 __all__ = ["BUSY", "Fill", "Loads"]

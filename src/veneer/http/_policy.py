@@ -10,7 +10,6 @@ moves messages between the client, the app and the cache.
 from __future__ import annotations
 
 import enum
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -19,31 +18,31 @@ import msgspec
 
 from ._fields import (
     Directives,
-    ETag,
-    byte_range,
     cdn_directives,
     first_age,
     http_date,
     list_items,
-    matches_any,
     parse_directives,
-    parse_etag,
-    parse_etag_list,
 )
 
 __all__ = [
+    "AUTH_OK",
+    "NOT_MODIFIED_FIELDS",
+    "NOT_UPDATED",
+    "NO_CACHE",
+    "NO_STALE",
+    "Entry",
     "Headers",
     "Policy",
     "Request",
     "StoredResponse",
     "Verdict",
     "build_entry",
-    "conditional_status",
     "current_age",
+    "field_map",
     "judge",
-    "merge_304",
-    "not_modified_headers",
-    "serve_headers",
+    "normalize_field",
+    "response_directives",
     "stale_on_error",
     "usable",
     "vary_values",
@@ -70,8 +69,8 @@ _NOT_STORED: Final = frozenset(
      b"upgrade", b"trailer", b"proxy-authenticate", b"proxy-authentication-info",
      b"proxy-authorization", b"age"}
 )  # fmt: skip
-_NOT_UPDATED: Final = _NOT_STORED | {b"content-length"}
-_NOT_MODIFIED_FIELDS: Final = (
+NOT_UPDATED: Final = _NOT_STORED | {b"content-length"}
+NOT_MODIFIED_FIELDS: Final = (
     b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary",
     b"last-modified", b"cdn-cache-control",
 )  # fmt: skip
@@ -396,145 +395,3 @@ def stale_on_error(stored: StoredResponse, request: Request, now: float, default
     if asked is not None and asked >= 0:
         window = max(window, asked)
     return staleness <= window
-
-
-# ---------------------------------------------------------------- validation
-
-
-def validators(stored: StoredResponse) -> Headers:
-    """The conditional headers that revalidate ``stored`` (RFC 9111 4.3.1)."""
-    out: Headers = []
-    if stored.etag is not None:
-        out.append((b"if-none-match", stored.etag.encode("latin-1")))
-    if stored.last_modified is not None:
-        out.append((b"if-modified-since", stored.last_modified.encode("latin-1")))
-    return out
-
-
-def merge_304(
-    stored: StoredResponse,
-    headers: Headers,
-    *,
-    request: Request,
-    request_time: float,
-    response_time: float,
-    policy: Policy,
-) -> Entry:
-    """The stored response freshened by a ``304`` (RFC 9111 3.2, 4.3.4): its fields
-    replace the stored ones (not Content-Length or hop-by-hop ones), then the result
-    is judged for storage like a new response."""
-    incoming = {name for name, _ in headers if name not in _NOT_UPDATED}
-    merged = [(n, v) for n, v in stored.headers if n not in incoming]
-    merged.extend((n, v) for n, v in headers if n in incoming)
-    return build_entry(
-        request,
-        stored.status,
-        merged,
-        stored.body,
-        request_time=request_time,
-        response_time=response_time,
-        policy=policy,
-    )
-
-
-def conditional_status(stored: StoredResponse, request: Request) -> int:
-    """304 when the client's own If-None-Match / If-Modified-Since is satisfied by
-    ``stored`` (If-None-Match takes precedence), else the stored status."""
-    if stored.status != 200:
-        return stored.status
-    inm = request.fields.get("if-none-match")
-    if inm is not None:
-        tags = parse_etag_list(inm)
-        etag = parse_etag(stored.etag)
-        if tags is None or (etag is not None and matches_any(etag, tags)):
-            return 304
-        return stored.status
-    ims = http_date(request.first("if-modified-since"))
-    if ims is not None:
-        modified = http_date(stored.last_modified)
-        if modified is None:
-            modified = http_date(_header(stored.headers, b"date")) or stored.response_time
-        if modified <= ims:
-            return 304
-    return stored.status
-
-
-def _header(headers: Headers, name: bytes) -> str | None:
-    for n, v in headers:
-        if n == name:
-            return v.decode("latin-1")
-    return None
-
-
-# ------------------------------------------------------------------- serving
-
-
-def serve_headers(stored: StoredResponse, now: float | None, *, body_length: int | None) -> Headers:
-    """The stored fields plus the ``Age`` this reuse has (none when ``now`` is None: the
-    origin's own answer), and a Content-Length if absent."""
-    out = list(stored.headers)
-    if now is not None:
-        out.append((b"age", str(int(current_age(stored, now))).encode()))
-    if body_length is not None and not any(n == b"content-length" for n, _ in out):
-        out.append((b"content-length", str(body_length).encode()))
-    return out
-
-
-def not_modified_headers(stored: StoredResponse, now: float | None) -> Headers:
-    """The fields a ``304`` carries (RFC 9110 15.4.5), with ``Age`` when ``now`` is given."""
-    out = [(n, v) for n, v in stored.headers if n in _NOT_MODIFIED_FIELDS]
-    if now is not None:
-        out.append((b"age", str(int(current_age(stored, now))).encode()))
-    return out
-
-
-def range_response(
-    stored: StoredResponse, value: str, now: float | None
-) -> tuple[int, Headers, bytes] | None:
-    """A ``206`` (or ``416``) for one byte range of a stored ``200``; ``None``: serve it whole."""
-    if stored.status != 200:
-        return None
-    length = len(stored.body)
-    chosen = byte_range(value, length)
-    if chosen is None:
-        return None
-    base = [(n, v) for n, v in serve_headers(stored, now, body_length=None)
-            if n not in (b"content-length", b"content-range")]  # fmt: skip
-    if chosen is False:
-        base.append((b"content-range", f"bytes */{length}".encode()))
-        base.append((b"content-length", b"0"))
-        return 416, base, b""
-    assert chosen is not True
-    first, last = chosen
-    base.append((b"content-range", f"bytes {first}-{last}/{length}".encode()))
-    base.append((b"content-length", str(last - first + 1).encode()))
-    return 206, base, stored.body[first : last + 1]
-
-
-def tags_of(headers: Headers, policy: Policy) -> list[str]:
-    """Tags a response declares in the tag header (space- or comma-separated)."""
-    out: list[str] = []
-    for name, value in headers:
-        if name == policy.tag_header:
-            out.extend(value.decode("latin-1").replace(",", " ").split())
-    return out
-
-
-def new_epoch() -> str:
-    return f"{random.getrandbits(48):012x}"
-
-
-__all__ += [
-    "AUTH_OK",
-    "NO_CACHE",
-    "NO_STALE",
-    "ETag",
-    "Entry",
-    "field_map",
-    "new_epoch",
-    "normalize_field",
-    "range_response",
-    "response_directives",
-    "tags_of",
-    "validators",
-]  # fmt: skip

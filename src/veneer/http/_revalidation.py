@@ -16,19 +16,11 @@ import time
 from typing import Final
 
 from .._policy import lease_backoff
+from ._answers import merge_304, validators
 from ._asgi import Receive, Scope, Send, with_headers, without
 from ._loads import BUSY, Fill, Loads
 from ._origin import Outcome
-from ._policy import (
-    Request,
-    StoredResponse,
-    Verdict,
-    judge,
-    merge_304,
-    stale_on_error,
-    usable,
-    validators,
-)
+from ._policy import Request, StoredResponse, Verdict, judge, stale_on_error, usable
 from ._store import UrlIndex
 
 __all__ = ["Revalidator"]

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import msgspec
 
 from .._async._cache import AsyncCache
-from ._policy import Request, StoredResponse, new_epoch, normalize_field
+from ._answers import new_epoch
+from ._policy import Request, StoredResponse, normalize_field
 
 __all__ = ["ResponseStore", "UrlIndex"]
 
