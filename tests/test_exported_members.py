@@ -65,7 +65,6 @@ def test_same_methods_on_both_fronts() -> None:
     assert {"get", "get_or_load", "get_many", "get_or_load_many", "set", "invalidate"} <= public
 
 
-<<<<<<< HEAD
 def test_ratelimit_public_api() -> None:
     """veneer.ratelimit's names are pinned, and both limiters have the same methods."""
     import veneer.ratelimit as ratelimit
@@ -88,7 +87,8 @@ def test_ratelimit_public_api() -> None:
     public = {n for n in dir(ratelimit.RateLimiter) if not n.startswith("_")}
     assert public == {n for n in dir(ratelimit.AsyncRateLimiter) if not n.startswith("_")}
     assert {"hit", "peek", "reset", "stats", "close", "from_url"} <= public
-=======
+
+
 def test_http_public_api() -> None:
     import veneer.http
     import veneer.http.proxy
@@ -100,4 +100,3 @@ def test_http_public_api() -> None:
         "cached_proxy",
         "from_env",
     ]
->>>>>>> 761b344 (veneer.http: split into modules (config, loads, revalidation, asgi), hit-for-pass, proxy tests, multi-process and outage tests, docs)
