@@ -25,9 +25,10 @@ __all__ = ["CLAIM", "FENCE", "FINISH", "INCR", "PARTS", "READ"]
 PARTS: Final = ("buf", "claimed", "flush", "lease", "marks", "guards", "scratch")
 
 # KEYS: buf, marks, guards, claimed, scratch
-# ARGV: writer, seq, ttl_ms, proposed epoch, then (key, n, -n) triples.
-# Returns {1, epoch} applied, {0} refused (the writer is fenced or the sequence is
-# old: a late duplicate), {2, epoch, key} overflow (nothing applied).
+# ARGV: writer, seq, ttl_ms, proposed epoch, then groups: a count, then that many
+# (key, n, -n) triples. Each group (one caller's increments) is all or nothing.
+# Returns {0} refused (the writer is fenced, or the sequence is old: a late duplicate),
+# or {1, epoch, outcome per group}: 1 applied, or the key that would overflow.
 INCR: Final = """
 local m = redis.call('HGET', KEYS[2], ARGV[1])
 if m and (string.sub(m, 1, 1) == 'x' or tonumber(m) >= tonumber(ARGV[2])) then
@@ -39,32 +40,41 @@ if not epoch then
   redis.call('HSET', KEYS[2], '~epoch', epoch)
 end
 local guarded = redis.call('EXISTS', KEYS[3]) == 1
-local done = 5
-local failed = nil
-for i = 5, #ARGV, 3 do
-  local r = redis.pcall('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-  if type(r) == 'table' then failed = ARGV[i]; break end
-  done = i + 3
-  if guarded then
-    local g = redis.call('HGET', KEYS[3], ARGV[i])
-    if g then
-      redis.call('SET', KEYS[5], g, 'PX', 1000)
-      local a = redis.pcall('INCRBY', KEYS[5], r)
-      local c = redis.call('HGET', KEYS[4], ARGV[i])
-      if type(a) ~= 'table' and c then a = redis.pcall('INCRBY', KEYS[5], c) end
-      redis.call('DEL', KEYS[5])
-      if type(a) == 'table' then failed = ARGV[i]; break end
+local out = {1, epoch}
+local i = 5
+while i <= #ARGV do
+  local last = i + 3 * tonumber(ARGV[i])
+  local first = i + 1
+  local done = first
+  local failed = nil
+  for j = first, last, 3 do
+    local r = redis.pcall('HINCRBY', KEYS[1], ARGV[j], ARGV[j + 1])
+    if type(r) == 'table' then failed = ARGV[j]; break end
+    done = j + 3
+    if guarded then
+      local g = redis.call('HGET', KEYS[3], ARGV[j])
+      if g then
+        redis.call('SET', KEYS[5], g, 'PX', 1000)
+        local a = redis.pcall('INCRBY', KEYS[5], r)
+        local c = redis.call('HGET', KEYS[4], ARGV[j])
+        if type(a) ~= 'table' and c then a = redis.pcall('INCRBY', KEYS[5], c) end
+        redis.call('DEL', KEYS[5])
+        if type(a) == 'table' then failed = ARGV[j]; break end
+      end
     end
   end
-end
-if failed then
-  for j = 5, done - 3, 3 do redis.call('HINCRBY', KEYS[1], ARGV[j], ARGV[j + 2]) end
-  return {2, epoch, failed}
+  if failed then
+    for j = first, done - 3, 3 do redis.call('HINCRBY', KEYS[1], ARGV[j], ARGV[j + 2]) end
+    out[#out + 1] = failed
+  else
+    out[#out + 1] = 1
+  end
+  i = last + 1
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {1, epoch}
+return out
 """
 
 # KEYS: buf, claimed, flush.  ARGV: keys.

@@ -5,6 +5,7 @@ Every call either returns what Redis answered or raises ``RedisDown``.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,14 +31,20 @@ class Writer:
 
 @dataclass(slots=True)
 class ShardCall:
-    """Increments of one counter shard, sent as one script call under one writer."""
+    """Increments of one counter shard, sent as one script call under one writer: one
+    group per caller (each all or nothing), ``owners`` telling whose."""
 
     name: str
     shard: int
-    items: list[tuple[str, int]]
     writer: Writer
+    groups: list[list[tuple[str, int]]] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
     seq: int = 0
     epoch: bytes | None = None
+
+    @property
+    def items(self) -> list[tuple[str, int]]:
+        return [item for group in self.groups for item in group]
 
 
 @dataclass(slots=True)
@@ -67,6 +74,11 @@ class AsyncBuffer:
         self._finish = door.script(FINISH)
         self._fence = door.script(FENCE)
         self._keys: dict[tuple[str, int], dict[str, bytes]] = {}
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        self._token = secrets.token_hex(8)
+        self._proposals = itertools.count()
 
     def keys(self, name: str, shard: int) -> dict[str, bytes]:
         found = self._keys.get((name, shard))
@@ -82,13 +94,17 @@ class AsyncBuffer:
     def _incr_call(self, call: ShardCall, proposed: str) -> tuple[list[bytes], list[Any]]:
         k = self.keys(call.name, call.shard)
         args: list[Any] = [call.writer.id, call.seq, self.ttl_ms, proposed]
-        for key, n in call.items:
-            args += [key, n, -n]
+        for group in call.groups:
+            args.append(len(group))
+            for key, n in group:
+                args += [key, n, -n]
         return [k["buf"], k["marks"], k["guards"], k["claimed"], k["scratch"]], args
 
     async def incr(self, calls: list[ShardCall]) -> list[Any]:
         """One script call per shard call: one round trip (one per node on a cluster)."""
-        proposed = secrets.token_hex(8)
+        # A fresh proposal for the epoch each call: a restarted Redis must never get the
+        # epoch it had before (a process counter, unique with this process's token).
+        proposed = f"{self._token}.{next(self._proposals)}"
         if len(calls) == 1:
             keys, args = self._incr_call(calls[0], proposed)
             return [await self.door.eval(self._incr, keys, args)]

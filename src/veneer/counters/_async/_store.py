@@ -95,22 +95,25 @@ class AsyncCounterStore:
 
     # ---------------------------------------------------------------- journal
 
-    async def append(self, batches: Sequence[Sequence[tuple[Pair, int]]]) -> list[bool]:
-        """Append every batch whose increments keep each count within 64 bits, in one
-        transaction; returns, per batch, whether it was appended (False: overflow)."""
+    async def append(
+        self, batches: Sequence[Sequence[tuple[Pair, int]]], check: set[Pair]
+    ) -> tuple[list[bool], dict[Pair, int]]:
+        """Append the batches in one transaction. For the pairs in ``check`` the durable
+        totals are read first and a batch that would take one past 64 bits is refused.
+        Returns, per batch, whether it was appended, and the checked totals after it."""
         accepted = [False] * len(batches)
-        pairs = sorted({pair for batch in batches for pair, _ in batch})
         try:
             async with self.engine.begin() as conn:
-                running = await self._current(conn, pairs)
+                running = await self._current(conn, sorted(check)) if check else {}
                 sums: dict[Pair, int] = defaultdict(int)
                 for index, batch in enumerate(batches):
                     trial: dict[Pair, int] = {}
                     for pair, n in batch:
-                        total = trial.get(pair, running[pair]) + n
-                        if not fits(total):
-                            break
-                        trial[pair] = total
+                        if pair in running:
+                            total = trial.get(pair, running[pair]) + n
+                            if not fits(total):
+                                break
+                            trial[pair] = total
                     else:
                         running.update(trial)
                         accepted[index] = True
@@ -122,7 +125,7 @@ class AsyncCounterStore:
         except SQLAlchemyError as exc:
             raise CounterStoreError(f"the database refused the increments: {exc}") from exc
         self.transactions += 1
-        return accepted
+        return accepted, running
 
     # ----------------------------------------------------------------- flushes
 

@@ -38,6 +38,7 @@ from .._stats import CounterStats, FlushReport
 from .._tables import CounterTables, Engine, Engines, counter_tables
 from ._buffer import Buffer, ShardCall, Writer
 from ._flusher import CounterFlusher
+from ._group import GroupCommit, Slot
 from ._journal import JournalWriter
 from ._store import CounterStore
 
@@ -56,6 +57,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _RESOLVE_EVERY = 0.1
+
+
+def _interrupted(exc: BaseException) -> BaseException:
+    return RuntimeError(
+        f"the Redis call carrying this increment was interrupted ({exc.__class__.__name__})"
+    )
 
 
 @dataclass(slots=True)
@@ -97,6 +104,9 @@ class Counters:
         self._store = CounterStore(self._engine, self.tables)
         self._buffer = Buffer(cache.redis_access("counters"), ttl=buffer_ttl)
         self._journal = JournalWriter(self._store, self._invalidate_keys)
+        self._redis_group = GroupCommit(
+            self._incr_batch, leaders=1, gather=0.0001, interrupted=_interrupted
+        )
         self.read_ttl = read_ttl
         self._stats = CounterStats()
         self._lock = threading.Lock()  # statistics, from several threads in the sync shell
@@ -135,15 +145,14 @@ class Counters:
             with self._lock:
                 self._stats.exact_increments += 1
             return
-        call = ShardCall(name, shard_of(key, spec.shards), [(key, n)], self._writer())
-        self._send([call])
+        self._buffered([(name, shard_of(key, spec.shards), key, n)])
 
     def incr_many(self, items: Iterable[tuple[str, str, int]], /) -> None:
         """Add many ``(name, key, n)`` at once: exact ones in one transaction, buffered ones
         in one Redis round trip (one per node on a cluster). Every item is checked first:
         one bad item refuses the whole call."""
         exact: list[tuple[Pair, int]] = []
-        by_shard: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+        buffered: list[tuple[str, int, str, int]] = []
         for name, key, n in items:
             spec = self._spec(name)
             check_counter_key(key)
@@ -151,16 +160,25 @@ class Counters:
             if spec.mode == "exact":
                 exact.append(((name, key), n))
             else:
-                by_shard[(name, shard_of(key, spec.shards))].append((key, n))
+                buffered.append((name, shard_of(key, spec.shards), key, n))
         self._start()
         if exact:
             self._journal.write(exact)
             with self._lock:
                 self._stats.exact_increments += len(exact)
-        if by_shard:
-            calls = [ShardCall(name, shard, keyed, self._writer())
-                     for (name, shard), keyed in by_shard.items()]  # fmt: skip
-            self._send(calls)
+        if buffered:
+            self._buffered(buffered)
+
+    def _buffered(self, items: list[tuple[str, int, str, int]]) -> None:
+        """Concurrent callers' buffered increments share one script call per shard."""
+        overflow, direct = self._redis_group.submit(items)
+        if direct:
+            self._direct(direct)
+        if overflow:
+            raise CounterOverflow(
+                f"increment refused: it would take {', '.join(overflow)} past a signed "
+                "64-bit count (9223372036854775807); those shards counted nothing"
+            )
 
     def _writer(self) -> Writer:
         try:
@@ -168,56 +186,69 @@ class Counters:
         except IndexError:
             return Writer()
 
-    def _send(self, calls: list[ShardCall]) -> None:
-        for call in calls:
-            call.writer.seq += 1
-            call.seq = call.writer.seq
-            call.epoch = self._epochs.get((call.name, call.shard))
+    def _incr_batch(self, batch: list[Slot]) -> None:
+        """Send a batch of callers' buffered increments: one group per caller and shard."""
+        calls: dict[tuple[str, int], ShardCall] = {}
+        for index, slot in enumerate(batch):
+            mine: dict[tuple[str, int], list[tuple[str, int]]] = {}
+            for name, shard, key, n in slot.items:
+                mine.setdefault((name, shard), []).append((key, n))
+            for where, group in mine.items():
+                call = calls.get(where)
+                if call is None:
+                    call = calls[where] = ShardCall(where[0], where[1], self._writer())
+                    call.writer.seq += 1
+                    call.seq = call.writer.seq
+                    call.epoch = self._epochs.get(where)
+                call.groups.append(group)
+                call.owners.append(index)
+            slot.result = ([], [])
+        sent = list(calls.values())
         try:
-            replies = self._buffer.incr(calls)
+            replies = self._buffer.incr(sent)
         except RedisDown as down:
             with self._lock:
                 self._stats.redis_errors += 1
-            if down.breaker_open and len(calls) == 1:
+            if down.breaker_open and len(sent) == 1:
                 # Refused before anything was sent: certainly not applied.
-                self._writers.append(calls[0].writer)
-                self._direct(calls)
+                self._writers.append(sent[0].writer)
+                self._to_direct(batch, sent)
                 return
             # Sent, no answer: Redis may or may not have applied it. Never guess: the
             # resolver asks Redis (fencing the writer) once it answers again.
             with self._lock:
-                for call in calls:
+                for call in sent:
                     self._in_doubt.append(_InDoubt(call))
                     self._stats.in_doubt += len(call.items)
             self._start_resolver()
             return
-        refused: list[ShardCall] = []
-        overflow: list[str] = []
         applied = 0
-        for call, reply in zip(calls, replies, strict=True):
-            code = int(reply[0])
-            if code == 1:
-                self._epochs[(call.name, call.shard)] = reply[1]
-                self._writers.append(call.writer)
-                applied += len(call.items)
-            elif code == 2:
-                self._writers.append(call.writer)
-                overflow.append(f"{call.name}[{reply[2].decode()!r}]")
-            else:
-                refused.append(call)  # a fenced writer: certainly not applied
+        fenced: list[ShardCall] = []
+        for call, reply in zip(sent, replies, strict=True):
+            if int(reply[0]) == 0:
+                fenced.append(call)  # a fenced writer: certainly not applied
+                continue
+            self._epochs[(call.name, call.shard)] = reply[1]
+            self._writers.append(call.writer)
+            for group, owner, outcome in zip(call.groups, call.owners, reply[2:], strict=True):
+                if outcome == 1:
+                    applied += len(group)
+                else:
+                    key = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+                    batch[owner].result[0].append(f"{call.name}[{key!r}]")
         with self._lock:
             self._stats.buffered_increments += applied
-        if refused:
-            self._direct(refused)
-        if overflow:
-            raise CounterOverflow(
-                f"increment refused: it would take {', '.join(overflow)} past a signed "
-                "64-bit count (9223372036854775807); those shards counted nothing"
-            )
+        self._to_direct(batch, fenced)
 
-    def _direct(self, calls: list[ShardCall]) -> None:
+    @staticmethod
+    def _to_direct(batch: list[Slot], calls: list[ShardCall]) -> None:
+        """The increments of ``calls`` go to the journal, each by its own caller."""
+        for call in calls:
+            for group, owner in zip(call.groups, call.owners, strict=True):
+                batch[owner].result[1].extend(((call.name, key), n) for key, n in group)
+
+    def _direct(self, items: list[tuple[Pair, int]]) -> None:
         """Buffered increments Redis certainly did not take: into the journal now."""
-        items = [((call.name, key), n) for call in calls for key, n in call.items]
         self._journal.write(items)
         with self._lock:
             self._stats.direct_increments += len(items)
@@ -369,6 +400,8 @@ class Counters:
         self._in_doubt = []
         self._resolver = None
         self._journal.after_fork()
+        self._redis_group.after_fork()
+        self._buffer.after_fork()
         self._flusher_started = False
         if self._flusher is not None:
             self._flusher._after_fork()
