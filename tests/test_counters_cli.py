@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from counter_tables import fresh_tables, prefix_of
 from servers import POSTGRES_URL, RedisServer
 from veneer import Cache
 from veneer.cli import main
@@ -24,7 +23,6 @@ from veneer.counters import (
     CounterSpec,
     CounterTables,
     counter_tables,
-    create_counter_tables,
 )
 
 SPECS = {"views": CounterSpec("buffered", shards=2), "credits": CounterSpec("exact")}
@@ -32,14 +30,8 @@ SPECS = {"views": CounterSpec("buffered", shards=2), "credits": CounterSpec("exa
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    name = f"vcc_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(POSTGRES_URL)
-    made = create_counter_tables(engine, counter_tables(prefix=name))
-    yield name
-    with engine.begin() as conn:
-        for table in made.all:
-            table.drop(conn, checkfirst=True)
-    engine.dispose()
+    with fresh_tables() as made:
+        yield prefix_of(made)
 
 
 def _totals(tables: CounterTables, engine: sa.Engine) -> dict[str, int]:

@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +20,10 @@ import pytest
 import sqlalchemy as sa
 
 import counter_workers as w
+from counter_tables import fresh_tables, prefix_of
 from servers import POSTGRES_URL, RedisServer
 from veneer import Cache
-from veneer.counters import CounterFlusher, counter_tables, create_counter_tables
+from veneer.counters import CounterFlusher, counter_tables
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +63,8 @@ class Run:
 
 @pytest.fixture
 def tables() -> Iterator[str]:
-    prefix = f"vcf_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(POSTGRES_URL)
-    made = create_counter_tables(engine, counter_tables(prefix=prefix))
-    yield prefix
-    with engine.begin() as conn:
-        for table in made.all:
-            table.drop(conn, checkfirst=True)
-    engine.dispose()
+    with fresh_tables() as made:
+        yield prefix_of(made)
 
 
 def _durable(prefix: str) -> dict[str, dict[str, int]]:

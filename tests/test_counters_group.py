@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
+import time
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
+from counter_tables import fresh_tables, prefix_of
 from servers import POSTGRES_URL, RedisServer
 from veneer import Cache
-from veneer.counters import Counters, counter_tables, create_counter_tables
+from veneer.counters import Counters, counter_tables
 
 THREADS = 8
 EACH = 40
@@ -22,12 +23,8 @@ EACH = 40
 @pytest.fixture
 def engine_and_prefix() -> Iterator[tuple[sa.Engine, str]]:
     engine = sa.create_engine(POSTGRES_URL, pool_size=4, max_overflow=4)
-    prefix = f"vcg_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    made = create_counter_tables(engine, counter_tables(prefix=prefix))
-    yield engine, prefix
-    with engine.begin() as conn:
-        for table in made.all:
-            table.drop(conn, checkfirst=True)
+    with fresh_tables(engine) as made:
+        yield engine, prefix_of(made)
     engine.dispose()
 
 
@@ -61,4 +58,45 @@ def test_concurrent_callers_share_commits_and_each_counts_once(
         counters.flush()
         assert counters.get_many("e", ["hot"]) == {"hot": THREADS * EACH}
         assert counters.get("b", "hot") == THREADS * EACH
+        counters.close()
+
+
+def test_a_forked_child_counts_with_its_own_writers_and_threads(
+    redis_server: RedisServer, namespace: str, engine_and_prefix: tuple[sa.Engine, str]
+) -> None:
+    """After a fork the child drops the parent's writers, waiting callers and background
+    threads, starts its own, and its increments count once."""
+    _engine, prefix = engine_and_prefix
+    with Cache.from_url(redis_server.url, namespace=namespace, ttl=60) as cache:
+        counters = Counters(
+            cache, POSTGRES_URL, {"e": "exact", "b": "buffered"},
+            tables=counter_tables(prefix=prefix), flusher=True, flush_interval=0.05,
+        )  # fmt: skip
+        counters.incr("b", "k")
+        counters.incr("e", "k")
+        parent_writers = {w.id for w in counters._writers}
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit code only
+            code = 1
+            try:
+                assert not counters._flusher_started
+                assert not counters._writers
+                counters.incr("b", "k", 10)
+                counters.incr("e", "k", 10)
+                assert counters._flusher_started
+                assert not ({w.id for w in counters._writers} & parent_writers)
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, "the forked child hung"
+            time.sleep(0.02)
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+        deadline = time.monotonic() + 10
+        while counters.get("b", "k") != 11 or counters.get("e", "k") != 11:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        counters.flush()
+        assert counters.get("b", "k") == 11
         counters.close()

@@ -4,14 +4,13 @@ cluster (this file is the source of the sync copy)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from counter_tables import fresh_tables
 from servers import POSTGRES_URL, RedisServer
 from veneer import Cache
 from veneer._sync._concurrency import sleep
@@ -22,8 +21,6 @@ from veneer.counters import (
     CounterSpec,
     CounterTables,
     UnknownCounter,
-    counter_tables,
-    create_counter_tables,
 )
 from veneer.counters._tables import Engine, Engines
 
@@ -47,12 +44,8 @@ def sync_engine() -> Iterator[sa.Engine]:
 @pytest.fixture
 def tables(sync_engine: sa.Engine) -> Iterator[CounterTables]:
     """The counter tables of this test, created by the helper, dropped afterwards."""
-    made = counter_tables(prefix=f"vc_{os.getpid()}_{uuid.uuid4().hex[:8]}")
-    create_counter_tables(sync_engine, made)
-    yield made
-    with sync_engine.begin() as conn:
-        for table in made.all:
-            table.drop(conn, checkfirst=True)
+    with fresh_tables(sync_engine) as made:
+        yield made
 
 
 @pytest.fixture
