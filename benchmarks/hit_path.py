@@ -7,7 +7,10 @@ python benchmarks/hit_path.py --redis redis://127.0.0.1:6379/0
 from __future__ import annotations
 
 import argparse
+import asyncio
+import statistics
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -114,18 +117,87 @@ def async_benchmarks(url: str, number: int) -> None:
     report("L2 hit (async), 1 KiB value", results, "redis.asyncio GET + msgspec decode")
 
 
+def concurrent_benchmarks(url: str, tasks: int, rounds: int = 5, reads: int = 20_000) -> None:
+    """``tasks`` asyncio tasks reading 1,000 cached keys (L1 off) through one AsyncCache,
+    against the same tasks on raw redis.asyncio with a pool as large as the task count."""
+    payload = msgspec.msgpack.encode(ROW)
+    decoder = msgspec.msgpack.Decoder()
+    keys = [f"c{i}" for i in range(1000)]
+
+    async def burst(read: Callable[[str], Awaitable[Any]]) -> float:
+        per_task = reads // tasks
+
+        async def reader(i: int) -> None:
+            for j in range(per_task):
+                await read(keys[(i * 7 + j * 13) % len(keys)])
+
+        started = time.perf_counter()
+        await asyncio.gather(*[reader(i) for i in range(tasks)])
+        return per_task * tasks / (time.perf_counter() - started)
+
+    async def run() -> tuple[list[float], list[float], Any]:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=tasks + 10)
+        raw = redis.asyncio.Redis(connection_pool=pool)
+        for k in keys:
+            await raw.set(f"bench:c:{k}", payload, ex=600)
+        cache = AsyncCache.from_url(url, namespace=f"bench-c{tasks}", ttl=600, l1_size=0)
+        await cache.get_or_load_many(keys, lambda ks: dict.fromkeys(ks, ROW))
+
+        async def raw_read(key: str) -> Any:
+            return decoder.decode(await raw.get(f"bench:c:{key}"))
+
+        async def veneer_read(key: str) -> Any:
+            return await cache.get_or_load(key, dict)
+
+        raw_rates: list[float] = []
+        veneer_rates: list[float] = []
+        await burst(raw_read)
+        await burst(veneer_read)
+        for _ in range(rounds):
+            raw_rates.append(await burst(raw_read))
+            veneer_rates.append(await burst(veneer_read))
+        stats = cache.stats()
+        await cache.close()
+        await raw.aclose()
+        await pool.disconnect()
+        return raw_rates, veneer_rates, stats
+
+    raw_rates, veneer_rates, stats = asyncio.run(run())
+    raw_rate, veneer_rate = statistics.median(raw_rates), statistics.median(veneer_rates)
+    print(f"\n{tasks} tasks, L2 hits of 1,000 keys (async)  (baseline: raw redis.asyncio)")
+    raw_name = f"redis.asyncio GET + decode, pool of {tasks + 10}"
+    print(f"  {raw_name:<48} {raw_rate:9.0f} reads/s   1.00x")
+    ratio = veneer_rate / raw_rate
+    print(f"  {'veneer AsyncCache.get_or_load':<48} {veneer_rate:9.0f} reads/s   {ratio:.2f}x")
+    print(
+        f"  veneer: {stats.source_loads - 1} source loads after warm-up, "
+        f"{stats.redis_errors} Redis errors, breaker {stats.breaker_state}, "
+        f"{stats.pool_timeouts} pool timeouts"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis", help="Redis URL (default: a private redis-server)")
     parser.add_argument("--number", type=int, default=2000)
+    parser.add_argument(
+        "--only", choices=["single", "concurrent"], help="run one group of cases only"
+    )
     args = parser.parse_args()
+
+    def run(url: str) -> None:
+        if args.only != "concurrent":
+            sync_benchmarks(url, args.number)
+            async_benchmarks(url, args.number)
+        if args.only != "single":
+            for tasks in (200, 1000):
+                concurrent_benchmarks(url, tasks)
+
     if args.redis:
-        sync_benchmarks(args.redis, args.number)
-        async_benchmarks(args.redis, args.number)
+        run(args.redis)
         return
     with EmbeddedRedis() as server:
-        sync_benchmarks(server.url, args.number)
-        async_benchmarks(server.url, args.number)
+        run(server.url)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,13 @@ class CacheOptions:
     """Socket read/write deadline of every Redis call, seconds."""
     connect_timeout: float = 0.2
     """Deadline to open a connection to Redis, seconds."""
+    max_connections: int = 32
+    """Connections veneer keeps to each Redis endpoint (each node of a cluster) for its own
+    commands. Callers beyond it queue in process for at most ``pool_timeout``."""
+    pool_timeout: float = 1.0
+    """How long a call waits for a free connection when all ``max_connections`` are busy;
+    then it is answered as if Redis were unreachable (L1 within max_stale, or the source),
+    counted as ``pool_timeouts``. A full pool never trips the circuit breaker."""
     max_value_bytes: int = 1024 * 1024
     """Largest entry, counted uncompressed, written or read: a bigger loaded value is
     returned but not cached, ``set`` raises ValueTooLarge, and a bigger (or inflating)
@@ -135,7 +142,8 @@ class CacheOptions:
             raise ConfigurationError(
                 f"max_stale={self.max_stale!r} must be between 0 (never serve stale) and max_ttl"
             )
-        for name in ("source_concurrency", "breaker_failures"):
+        _check_positive("pool_timeout", self.pool_timeout)
+        for name in ("source_concurrency", "breaker_failures", "max_connections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name}={value!r} must be an integer >= 1")

@@ -123,6 +123,10 @@ class CacheStats:
     source_active: int
     source_waiting: int
     source_peak: int
+    pool_waits: int
+    """Redis calls that queued for a connection (every one of max_connections was busy)."""
+    pool_timeouts: int
+    """Redis calls that gave up queueing after pool_timeout (answered as without Redis)."""
     l2_read_p50_ms: float
     l2_read_p99_ms: float
     load_p50_ms: float

@@ -64,6 +64,7 @@ from ._redis_io import (
     REDIS_ERRORS,
     AsyncL2,
     CircuitOpen,
+    PoolExhausted,
     build_client,
     client_like,
     is_cluster,
@@ -110,7 +111,10 @@ class AsyncCache:
     def __init__(self, client: Any, /, *, namespace: str, **options: Any) -> None:
         opts = CacheOptions.build(namespace, options)
         copied, owned = client_like(
-            client, redis_timeout=opts.redis_timeout, connect_timeout=opts.connect_timeout
+            client,
+            redis_timeout=opts.redis_timeout,
+            connect_timeout=opts.connect_timeout,
+            max_connections=opts.max_connections,
         )
         self._setup(copied, opts, owns_client=owned)
 
@@ -129,6 +133,7 @@ class AsyncCache:
             redis_timeout=opts.redis_timeout,
             connect_timeout=opts.connect_timeout,
             read_from_replicas=opts.read_from_replicas,
+            max_connections=opts.max_connections,
         )
         self = cls.__new__(cls)
         self._setup(client, opts, owns_client=True)
@@ -168,6 +173,8 @@ class AsyncCache:
                 owns_client=owns_client,
                 read_from_replicas=opts.read_from_replicas,
                 replica_wait=opts.redis_timeout / 2,
+                max_connections=opts.max_connections,
+                pool_timeout=opts.pool_timeout,
             )
         else:
             self._l2 = AsyncL2(
@@ -175,6 +182,8 @@ class AsyncCache:
                 breaker(_endpoint(client)),
                 owns_client=owns_client,
                 replica_wait=opts.redis_timeout / 2,
+                max_connections=opts.max_connections,
+                pool_timeout=opts.pool_timeout,
             )
         self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
         self._run_id: str | None = None
@@ -1122,6 +1131,9 @@ class AsyncCache:
         if isinstance(exc, CircuitOpen):
             self._counters.breaker_rejections += 1
             return
+        if isinstance(exc, PoolExhausted):  # counted by the pool (stats().pool_timeouts)
+            self._warn(f"{exc}; served without Redis")
+            return
         self._counters.redis_errors += 1
         self._warn(f"Redis call failed ({exc.__class__.__name__}: {exc}); served from the source")
 
@@ -1135,6 +1147,7 @@ class AsyncCache:
         c = self._counters
         breaker_state, breaker_opened, breaker_open_seconds = self._l2.breaker_summary()
         l2_p50, l2_p99 = self._l2_latency.percentiles()
+        pool_waits, pool_timeouts = self._l2.pool_summary()
         load_p50, load_p99 = self._load_latency.percentiles()
         return CacheStats(
             **c.as_dict(),
@@ -1149,6 +1162,8 @@ class AsyncCache:
             source_active=self._bulkhead.active,
             source_waiting=self._bulkhead.waiting,
             source_peak=self._bulkhead.peak,
+            pool_waits=pool_waits,
+            pool_timeouts=pool_timeouts,
             l2_read_p50_ms=l2_p50 * 1000,
             l2_read_p99_ms=l2_p99 * 1000,
             load_p50_ms=load_p50 * 1000,

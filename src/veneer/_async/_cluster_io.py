@@ -1,18 +1,19 @@
 """L2 I/O on Redis Cluster: the same operations as ``AsyncL2``, routed per node.
 
-Reads stay on the lean path, per node: ``get`` goes to the key's node;
-``mget`` groups keys by slot (a cluster MGET must stay in one slot) and sends
-each node one buffer holding its slots' MGETs, to every node before reading any
-reply, so the shards answer in parallel and the batch costs one round trip per
-shard. Everything else goes through redis-py's ``RedisCluster``, which routes by
-key and follows MOVED. Each node has its own circuit breaker: a dead shard
-degrades only its own keys. A connection error or a redirect schedules a
-refresh of the slot map in the background, so reads find a promoted replica.
+The cache's commands stay on the lean path, per node (a bounded ``LeanPool``
+each): ``get`` goes to the key's node; a batch (``mget``, stamps, leases and
+fills of many keys) is grouped by node, and each node gets one buffer, to every
+node before reading any reply, so the shards answer in parallel and the batch
+costs one round trip per shard (``mget`` groups by slot, as a cluster MGET must
+stay in one). Components and admin reads go through redis-py's ``RedisCluster``,
+which routes by key and follows MOVED. Each node has its own circuit breaker: a
+dead shard degrades only its own keys. A connection error or a redirect
+schedules a refresh of the slot map in the background, so reads find a
+promoted replica.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,9 +38,12 @@ from ._redis_io import (
     _HEALTH_FAILURES,
     AsyncL2,
     CircuitOpen,
+    Command,
+    LeanPool,
     Op,
     _pack_get,
     _pack_mget,
+    _read,
     _refused,
     forget_pool,
 )
@@ -62,14 +66,20 @@ class AsyncClusterL2(AsyncL2):
         owns_client: bool = True,
         read_from_replicas: bool = False,
         replica_wait: float = 0.05,
+        max_connections: int = 32,
+        pool_timeout: float = 1.0,
     ) -> None:
         super().__init__(
-            client, breaker_for("cluster"), owns_client=owns_client, replica_wait=replica_wait
+            client,
+            breaker_for("cluster"),
+            owns_client=owns_client,
+            replica_wait=replica_wait,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
         )
         self._breaker_for = breaker_for
         self._node_breakers: dict[str, CircuitBreaker] = {}
-        self._node_free: dict[str, deque[Any]] = {}
-        self._factories: dict[str, Callable[[], Any]] = {}
+        self._node_pools: dict[str, LeanPool] = {}
         self._read_from_replicas = read_from_replicas
         self._node_clients: dict[str, Any] = {}
         self._last_refresh = 0.0
@@ -79,6 +89,19 @@ class AsyncClusterL2(AsyncL2):
 
     def breakers(self) -> list[CircuitBreaker]:
         return list(self._node_breakers.values()) or [self.breaker]
+
+    def pools(self) -> list[LeanPool]:
+        return list(self._node_pools.values())
+
+    def _node_pool(self, node: Any) -> LeanPool:
+        pool = self._node_pools.get(node.name)
+        if pool is None:
+            pool = self._node_pools[node.name] = LeanPool(
+                node_connection_factory(self.client, node),
+                self._max_connections,
+                self._pool_timeout,
+            )
+        return pool
 
     def _node_breaker(self, name: str) -> CircuitBreaker:
         breaker = self._node_breakers.get(name)
@@ -97,9 +120,8 @@ class AsyncClusterL2(AsyncL2):
             raise TopologyChanged(f"no node known for slot {slot}") from exc
 
     def after_fork(self) -> None:
-        super().after_fork()
-        park((self._node_free, self._node_clients))
-        self._node_free = {}
+        super().after_fork()  # the node pools, through pools()
+        park(self._node_clients)
         self._node_clients = {}
         for node in self.client.get_nodes():
             # redis-py's asyncio cluster keeps connections on its nodes (no pid check).
@@ -139,6 +161,10 @@ class AsyncClusterL2(AsyncL2):
     def _breakers_for(self, keys: Sequence[bytes]) -> list[CircuitBreaker]:
         names = {self._node(key_slot(key)).name for key in keys}
         return [self._node_breaker(name) for name in sorted(names)]
+
+    def _pools_for(self, keys: Sequence[bytes]) -> list[LeanPool]:
+        nodes = {(node := self._node(key_slot(key))).name: node for key in keys}
+        return [self._node_pool(nodes[name]) for name in sorted(nodes)]
 
     async def _after_failure(self) -> None:
         self._schedule_refresh()
@@ -200,66 +226,105 @@ class AsyncClusterL2(AsyncL2):
                 position += counts[index]
         return [reply for replies in out for reply in replies]
 
-    # ------------------------------------------------------------- lean reads
-
-    def _connection_for(self, node: Any) -> Any:
-        if self._pid != os.getpid():
-            self._node_free.clear()
-            self._pid = os.getpid()
-        free = self._node_free.get(node.name)
-        if free:
-            try:
-                return free.pop()
-            except IndexError:
-                pass
-        factory = self._factories.get(node.name)
-        if factory is None:
-            factory = self._factories[node.name] = node_connection_factory(self.client, node)
-        return factory()
+    # ------------------------------------------------------------- lean path
 
     async def _send(self, node: Any, packed: bytes) -> Any:
         breaker = self._node_breaker(node.name)
         if not breaker.closed:
             self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {node.name} is open")
-        connection = self._connection_for(node)
+        pool = self._node_pool(node)
+        connection = await pool.take()
         self.round_trips += 1
         try:
             await connection.send_packed_command([packed], False)  # connects if needed
         except BaseException as exc:
-            await self._failed(node, connection, exc)
+            await self._failed(node, pool, connection, exc)
             raise
         return connection
 
     async def _receive(self, node: Any, connection: Any, replies: int) -> list[Any]:
+        pool = self._node_pool(node)
         try:
-            out = [await connection.read_response() for _ in range(replies)]
+            out = [await _read(connection) for _ in range(replies)]
         except BaseException as exc:
-            await self._failed(node, connection, exc)
+            await self._failed(node, pool, connection, exc)
             raise
-        self._node_free.setdefault(node.name, deque()).append(connection)
+        pool.give(connection)
+        for reply in out:
+            if isinstance(reply, AskError | TryAgainError | ClusterDownError):
+                await self._failed(node, None, None, reply)
+                raise reply
         self._node_breaker(node.name).record_success()
         return out
 
-    async def _failed(self, node: Any, connection: Any, exc: BaseException) -> None:
-        await connection.disconnect()
+    async def _failed(
+        self, node: Any, pool: LeanPool | None, connection: Any, exc: BaseException
+    ) -> None:
+        if pool is not None:
+            await pool.drop(connection)
         if isinstance(exc, AskError | TryAgainError):
             # MOVED/ASK/TRYAGAIN: the slot is elsewhere or migrating; not a sick node.
             self._schedule_refresh()
             raise TopologyChanged(str(exc)) from exc
         if isinstance(exc, (*_HEALTH_FAILURES, ClusterDownError)):
             self._node_breaker(node.name).record_failure(refused=_refused(exc))
-            free = self._node_free.pop(node.name, None)
-            while free:
-                await free.pop().disconnect()
+            await self._node_pool(node).clear()
             self._schedule_refresh()
+
+    async def _fan_out(self, by_node: list[tuple[Any, bytes, int]]) -> list[list[Any]]:
+        """Write each node's buffer, to every node before reading any reply (the shards
+        work in parallel); a failure on one node leaves no connection behind."""
+        pending: list[tuple[Any, Any, int]] = []  # written, not read yet
+        try:
+            for node, packed, replies in by_node:
+                pending.append((node, await self._send(node, packed), replies))
+            out = []
+            while pending:
+                node, connection, replies = pending.pop(0)
+                out.append(await self._receive(node, connection, replies))
+            return out
+        finally:
+            for node, connection, _ in pending:
+                await self._node_pool(node).drop(connection)
+
+    async def _exchange(self, packed: bytes, replies: int) -> Any:
+        raise NotImplementedError("on a cluster every command is routed: use _batch")
+
+    async def _batch(self, commands: list[Command]) -> list[Any]:
+        await self._discover()
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, (key, _, _) in enumerate(commands):
+            node = self._node(key_slot(key))
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        groups = list(by_node.values())
+        replies = await self._fan_out(
+            [
+                (
+                    node,
+                    b"".join(commands[i][1] for i in indexes),
+                    sum(commands[i][2] for i in indexes),
+                )
+                for node, indexes in groups
+            ]
+        )
+        out: list[list[Any]] = [[] for _ in commands]
+        for (_, indexes), node_replies in zip(groups, replies, strict=True):
+            position = 0
+            for index in indexes:
+                count = commands[index][2]
+                out[index] = node_replies[position : position + count]
+                position += count
+        return [reply for command_replies in out for reply in command_replies]
 
     async def get(self, key: bytes) -> bytes | None:
         await self._discover()
         node = self._node(key_slot(key), read=True)
         connection = await self._send(node, _pack_get(key))
-        reply: bytes | None = (await self._receive(node, connection, 1))[0]
-        return reply
+        reply = (await self._receive(node, connection, 1))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply  # type: ignore[no-any-return]
 
     async def mget(self, keys: list[bytes]) -> list[bytes | None]:
         await self._discover()
@@ -270,15 +335,22 @@ class AsyncClusterL2(AsyncL2):
         for slot, indexes in by_slot.items():
             node = self._node(slot, read=True)
             by_node.setdefault(node.name, (node, []))[1].append(indexes)
-        # Write every node's MGETs first, then read: the shards work in parallel.
-        sent = []
-        for node, groups in by_node.values():
-            packed = b"".join(_pack_mget([keys[i] for i in group]) for group in groups)
-            sent.append((node, groups, await self._send(node, packed)))
+        groups = list(by_node.values())
+        replies = await self._fan_out(
+            [
+                (
+                    node,
+                    b"".join(_pack_mget([keys[i] for i in group]) for group in slots),
+                    len(slots),
+                )
+                for node, slots in groups
+            ]
+        )
         out: list[bytes | None] = [None] * len(keys)
-        for node, groups, connection in sent:
-            replies = await self._receive(node, connection, len(groups))
-            for group, reply in zip(groups, replies, strict=True):
+        for (_, slots), node_replies in zip(groups, replies, strict=True):
+            for group, reply in zip(slots, node_replies, strict=True):
+                if isinstance(reply, Exception):
+                    raise reply
                 for index, value in zip(group, reply, strict=True):
                     out[index] = value
         return out
@@ -299,14 +371,15 @@ class AsyncClusterL2(AsyncL2):
         return ",".join(sorted(ids))
 
     async def _node_run_id(self, node: Any) -> str:
-        connection = self._connection_for(node)
+        pool = self._node_pool(node)
+        connection = await pool.take()
         try:
             await connection.send_command("INFO", "server")
             info = await connection.read_response()
         except BaseException:
-            await connection.disconnect()
+            await pool.drop(connection)
             raise
-        self._node_free.setdefault(node.name, deque()).append(connection)
+        pool.give(connection)
         text = info.decode() if isinstance(info, bytes) else str(info)
         for line in text.splitlines():
             if line.startswith("run_id:"):
@@ -339,10 +412,9 @@ class AsyncClusterL2(AsyncL2):
         )
 
     async def close(self) -> None:
-        for free in self._node_free.values():
-            while free:
-                await free.pop().disconnect()
-        self._node_free.clear()
+        for pool in self._node_pools.values():
+            await pool.clear()
+        self._node_pools.clear()
         await close_node_clients(self._node_clients)
         if self._owns_client:
             await self.client.aclose()

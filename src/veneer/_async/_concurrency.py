@@ -16,6 +16,7 @@ __all__ = [
     "SCHEDULED",
     "Background",
     "BackgroundRefreshes",
+    "ConnectionSlots",
     "Flight",
     "LeaderGone",
     "Loader",
@@ -23,6 +24,7 @@ __all__ = [
     "SourceBulkhead",
     "call_later",
     "call_loader",
+    "current_loop",
     "is_our_kind",
     "sleep",
     "spawn",
@@ -193,3 +195,27 @@ class SourceBulkhead:
     def release(self) -> None:
         self.active -= 1
         self._slots.release()
+
+
+class ConnectionSlots(SourceBulkhead):
+    """At most ``limit`` connections to one Redis in use at once; a caller waits at most
+    ``timeout`` for one to free up (a queue in process, not an error of the server)."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        super().__init__(limit, timeout)
+        self.waits = 0
+        self.timeouts = 0
+
+    async def acquire(self) -> bool:
+        if self.active >= self.limit:
+            self.waits += 1
+        if await super().acquire():
+            return True
+        self.timeouts += 1
+        return False
+
+
+def current_loop() -> object:
+    """What connections and background tasks are bound to: the running event loop here
+    (the threaded shell has one binding for the life of the process)."""
+    return asyncio.get_running_loop()

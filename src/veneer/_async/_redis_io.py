@@ -1,16 +1,24 @@
 """L2 I/O: the Redis commands veneer sends, and nothing else.
 
-Reads (GET, MGET) take a lean path: veneer keeps its own free list of redis-py
-connections and writes pre-packed RESP, skipping redis-py's general command
-path (pool bookkeeping, retries, response callbacks and, since redis-py 6,
-observability hooks), which costs more than the round trip itself on loopback
-(``benchmarks/hit_path.py`` measures both). Writes are rarer and go through the
-redis-py client. Errors propagate; the cache front decides what they mean.
+The cache's own commands (reads, scripts, fills, stamps, invalidations) take a
+lean path: veneer keeps its own bounded pool of redis-py connections per
+endpoint (:class:`LeanPool`) and writes pre-packed RESP, skipping redis-py's
+general command path (pool bookkeeping, retries, response callbacks and, since
+redis-py 6, observability hooks), which costs more than the round trip itself
+on loopback (``benchmarks/hit_path.py`` measures both). Scripts go as EVALSHA,
+with ``SCRIPT LOAD`` in the same round trip when the server lacks them.
+Components (``_access``), pub/sub and admin reads use the redis-py client,
+behind the same per-endpoint connection slots.
+
+A burst of callers queues for a connection (``pool_timeout``); a full pool is
+never an error of the server and never reaches the circuit breaker. Errors
+propagate; the cache front decides what they mean.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import time
@@ -26,19 +34,22 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.cluster import LoadBalancingStrategy
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._breaker import CircuitBreaker
 from .._errors import ConfigurationError
 from .._fork import park
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
-from ._concurrency import call_later
+from ._concurrency import ConnectionSlots, Flight, LeaderGone, call_later, current_loop
 
 __all__ = [
     "REDIS_ERRORS",
     "AsyncL2",
     "CircuitOpen",
+    "LeanPool",
+    "LeanScript",
+    "PoolExhausted",
     "build_client",
     "client_like",
     "is_cluster",
@@ -63,6 +74,16 @@ def new_token() -> bytes:
 
 class CircuitOpen(RedisConnectionError):
     """Refused without calling Redis: the endpoint's circuit breaker is open."""
+
+
+class PoolExhausted(RedisError):
+    """Every connection to the endpoint stayed busy for ``pool_timeout``: a queue in this
+    process, not a sign that Redis is down, so the breaker does not count it."""
+
+
+# Connections the redis-py client may open beyond veneer's slots: the subscriber, and
+# PING / INFO, which are not behind the breaker.
+_CLIENT_POOL_MARGIN = 8
 
 
 _GET_HEAD = b"*2\r\n$3\r\nGET\r\n$"
@@ -132,13 +153,19 @@ return 1
 
 
 def build_client(
-    url: str, *, redis_timeout: float, connect_timeout: float, read_from_replicas: bool = False
+    url: str,
+    *,
+    redis_timeout: float,
+    connect_timeout: float,
+    read_from_replicas: bool = False,
+    max_connections: int = 32,
 ) -> Any:
-    """A client for ``url`` (standalone, cluster or sentinel) with veneer's deadlines and
-    no retries."""
+    """A client for ``url`` (standalone, cluster or sentinel) with veneer's deadlines, no
+    retries, and a pool (per node) a little larger than veneer's connection slots."""
     validate_url(url)
     target = parse_target(url)
     common = client_kwargs(redis_timeout, connect_timeout)
+    common["max_connections"] = max_connections + _CLIENT_POOL_MARGIN
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.topology == "cluster":
         return redis_cluster.RedisCluster(
@@ -191,7 +218,9 @@ def is_cluster(client: Any) -> bool:
     return hasattr(client, "nodes_manager")
 
 
-def client_like(client: Any, *, redis_timeout: float, connect_timeout: float) -> tuple[Any, bool]:
+def client_like(
+    client: Any, *, redis_timeout: float, connect_timeout: float, max_connections: int = 32
+) -> tuple[Any, bool]:
     """A client to the same server as ``client`` with veneer's deadlines and no retries,
     and whether veneer owns it.
 
@@ -206,12 +235,18 @@ def client_like(client: Any, *, redis_timeout: float, connect_timeout: float) ->
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(client_kwargs(redis_timeout, connect_timeout))
     kwargs["retry"] = Retry(NoBackoff(), 0)
-    new_pool = redis_client.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    new_pool = redis_client.ConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=max_connections + _CLIENT_POOL_MARGIN,
+        **kwargs,
+    )
     return redis_client.Redis(connection_pool=new_pool), True
 
 
-# One routing key, and what to add to a pipeline for it.
+# One routing key, and what to add to a pipeline for it (the redis-py client path).
 Op = tuple[bytes, Callable[[Any], Awaitable[None]]]
+# One command of the lean path: its routing key, its packed RESP, how many replies.
+Command = tuple[bytes, bytes, int]
 
 
 def _script_op(script: Any, keys: list[bytes], args: list[Any]) -> Callable[[Any], Awaitable[None]]:
@@ -269,6 +304,115 @@ def _pack_mget(keys: list[bytes]) -> bytes:
     return packed
 
 
+def pack(*args: Any) -> bytes:
+    """One command as RESP (hiredis, in C)."""
+    packed: bytes = pack_command(args)
+    return packed
+
+
+class LeanScript:
+    """A Lua script sent as pre-packed EVALSHA on veneer's connections; a server that
+    lacks it gets ``SCRIPT LOAD`` and the EVALSHA again, in one round trip."""
+
+    __slots__ = ("load", "sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest().encode()
+        self.load = pack("SCRIPT", "LOAD", source)
+
+    def call(self, keys: Sequence[bytes], args: Sequence[Any]) -> bytes:
+        return pack("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+async def _read(connection: Any) -> Any:
+    """One reply; an error reply is returned as its exception, so the replies after it
+    in the same buffer are still read and the connection stays in step."""
+    try:
+        return await connection.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+def _first_error(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+
+
+class LeanPool:
+    """veneer's own connections to one endpoint (a server or a cluster node).
+
+    At most ``limit`` are in use at once (``ConnectionSlots``): a burst of tasks
+    queues for one for at most ``pool_timeout`` instead of dialling hundreds of
+    sockets at once, each under the connect deadline. Connections are bound to the
+    event loop (asyncio) and the process that opened them; on a new loop or in a
+    forked child the old ones are forgotten, never used.
+    """
+
+    __slots__ = ("_bound", "_factory", "_free", "_pid", "limit", "slots", "timeout")
+
+    def __init__(self, factory: Callable[[], Any], limit: int, timeout: float) -> None:
+        self._factory = factory
+        self.limit = limit
+        self.timeout = timeout
+        self._free: deque[Any] = deque()
+        self.slots = ConnectionSlots(limit, timeout)
+        self._bound: object = None
+        self._pid = os.getpid()
+
+    def _rebind(self) -> None:
+        """A new event loop (or a forked child): the old one's sockets are unusable here, and
+        not ours to close (a parent's, or a closed loop's): parked, never touched again."""
+        waits, timeouts = self.slots.waits, self.slots.timeouts
+        self.slots = ConnectionSlots(self.limit, self.timeout)
+        self.slots.waits, self.slots.timeouts = waits, timeouts
+        park(self._free)
+        self._free = deque()
+        self._bound = current_loop()
+        self._pid = os.getpid()
+
+    def after_fork(self) -> None:
+        self._rebind()
+        self._bound = None  # the child's first call binds to its own loop
+
+    async def hold(self) -> None:
+        """A slot, for a call made on another client (redis-py's): raises PoolExhausted."""
+        if self._bound is not current_loop() or self._pid != os.getpid():
+            self._rebind()
+        if not await self.slots.acquire():
+            raise PoolExhausted(
+                f"no free connection in {self.timeout}s ({self.limit} busy): raise "
+                "max_connections or pool_timeout, or lower the concurrency"
+            )
+
+    async def take(self) -> Any:
+        await self.hold()
+        try:
+            return self._free.pop()
+        except IndexError:
+            return self._factory()  # connects on its first command
+
+    def give(self, connection: Any) -> None:
+        self._free.append(connection)
+        self.slots.release()
+
+    async def drop(self, connection: Any) -> None:
+        """After an error or a cancellation mid-command the socket's state is unknown."""
+        self.slots.release()
+        await connection.disconnect(nowait=True)
+
+    async def clear(self) -> None:
+        """Close the idle connections (after a failure they are likely dead too)."""
+        free = self._free
+        while free:
+            try:
+                connection = free.pop()
+            except IndexError:
+                break
+            await connection.disconnect(nowait=True)
+
+
 class AsyncL2:
     """The Redis tier of one cache on one endpoint (a server, or a Sentinel-managed
     primary), behind one circuit breaker."""
@@ -280,24 +424,35 @@ class AsyncL2:
         *,
         owns_client: bool = True,
         replica_wait: float = 0.05,
+        max_connections: int = 32,
+        pool_timeout: float = 1.0,
     ) -> None:
         self.client = client
         self.breaker = breaker
         self._wait_ms = max(1, int(replica_wait * 1000))
         self._replicas = 0
         self._replicas_checked = -1e9
+        self._replicas_check: Flight | None = None
         self._owns_client = owns_client
-        self._free: deque[Any] = deque()
-        self._pid = os.getpid()
+        self._max_connections = max_connections
+        self._pool_timeout = pool_timeout
+        # Scripts for components and batches on the redis-py client path.
         self._get_or_lease = client.register_script(GET_OR_LEASE)
         self._fill_with_lease = client.register_script(FILL_WITH_LEASE)
-        self._release_lease = client.register_script(RELEASE_LEASE)
-        self._set_and_revoke = client.register_script(SET_AND_REVOKE)
-        self._claim_refresh = client.register_script(CLAIM_REFRESH)
+        self._lean_get_or_lease = LeanScript(GET_OR_LEASE)
+        self._lean_fill_with_lease = LeanScript(FILL_WITH_LEASE)
+        self._lean_release_lease = LeanScript(RELEASE_LEASE)
+        self._lean_set_and_revoke = LeanScript(SET_AND_REVOKE)
+        self._lean_claim_refresh = LeanScript(CLAIM_REFRESH)
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
             self._connection_class = pool.connection_class
             self._connection_kwargs = dict(pool.connection_kwargs)
+            self.pool = LeanPool(
+                lambda: self._connection_class(**self._connection_kwargs),
+                max_connections,
+                pool_timeout,
+            )
 
     # ------------------------------------------------------------- plumbing
 
@@ -308,8 +463,19 @@ class AsyncL2:
         """(state, times opened, seconds open) for stats()."""
         return self.breaker.state.value, self.breaker.opened, self.breaker.seconds_open()
 
+    def pools(self) -> list[LeanPool]:
+        return [self.pool]
+
+    def pool_summary(self) -> tuple[int, int]:
+        """(calls that queued for a connection, calls that gave up queueing) for stats()."""
+        pools = self.pools()
+        return sum(p.slots.waits for p in pools), sum(p.slots.timeouts for p in pools)
+
     def _breakers_for(self, keys: Sequence[bytes]) -> list[CircuitBreaker]:
         return [self.breaker]
+
+    def _pools_for(self, keys: Sequence[bytes]) -> list[LeanPool]:
+        return [self.pool]
 
     async def _call_on(
         self,
@@ -319,20 +485,32 @@ class AsyncL2:
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        """Run one operation through the breakers of the nodes the ``routing`` keys live on."""
+        """Run one operation of the redis-py client through the breakers and connection
+        slots of the nodes the ``routing`` keys live on."""
         breakers = self._breakers_for(routing)
         for breaker in breakers:
             if not breaker.closed:
                 self._probe_soon(breaker)
                 raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
+        held: list[LeanPool] = []
         try:
+            for pool in self._pools_for(routing):
+                await pool.hold()
+                held.append(pool)
             result = await fn(*args, **kwargs)
+        except MaxConnectionsError as exc:
+            # redis-py's own pool is full (a caller shares veneer's client): a queue, not
+            # an outage.
+            raise PoolExhausted(str(exc)) from exc
         except _HEALTH_FAILURES as exc:
             refused = _refused(exc)
             for breaker in breakers:
                 breaker.record_failure(refused=refused)
             await self._after_failure()
             raise
+        finally:
+            for pool in held:
+                pool.slots.release()
         for breaker in breakers:
             breaker.record_success()
         return result
@@ -392,60 +570,92 @@ class AsyncL2:
         """After a failure, the idle connections are likely dead too (a restarted or
         failed-over server): drop them so the next calls dial afresh instead of each
         failing once on a dead socket and re-opening the breaker."""
-        while self._free:
-            try:
-                await self._free.pop().disconnect()
-            except IndexError:
-                break
+        await self.pool.clear()
         await self.client.connection_pool.disconnect(inuse_connections=False)
 
     def after_fork(self) -> None:
         """In a forked child: none of the parent's connections (parked, not closed: they
         are the parent's sockets), fresh breaker locks."""
-        park(self._free)
-        self._free = deque()
-        self._pid = os.getpid()
+        for pool in self.pools():
+            pool.after_fork()
         for breaker in self.breakers():
             breaker.after_fork()
         forget_pool(getattr(self.client, "connection_pool", None))
 
-    async def _connection(self) -> Any:
-        if self._pid != os.getpid():
-            # A forked child must not share sockets with its parent.
-            self._free.clear()
-            self._pid = os.getpid()
-        try:
-            return self._free.pop()
-        except IndexError:
-            connection = self._connection_class(**self._connection_kwargs)
-            await connection.connect()
-            return connection
-
-    async def _roundtrip(self, packed: bytes) -> Any:
+    async def _exchange(self, packed: bytes, replies: int) -> Any:
+        """Write ``packed`` on one of veneer's connections and read ``replies`` replies (the
+        reply itself when there is one, else a list); error replies come back as objects."""
         breaker = self.breaker
         if not breaker.closed:
             self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
-        connection = None
+        pool = self.pool
+        connection = await pool.take()
         try:
-            connection = await self._connection()
             await connection.send_packed_command([packed], False)
-            reply = await connection.read_response()
+            out = (
+                await _read(connection)
+                if replies == 1
+                else [await _read(connection) for _ in range(replies)]
+            )
         except BaseException as exc:
             # Whatever happened mid-command (timeout, cancel), the socket's state is unknown.
-            if connection is not None:
-                await connection.disconnect()
+            await pool.drop(connection)
             if isinstance(exc, _HEALTH_FAILURES):
                 breaker.record_failure(refused=_refused(exc))
                 await self._after_failure()
             raise
-        self._free.append(connection)
+        pool.give(connection)
         breaker.record_success()
+        return out
+
+    async def _roundtrip(self, packed: bytes) -> Any:
+        reply = await self._exchange(packed, 1)
+        if isinstance(reply, ResponseError):
+            raise reply
         return reply
 
+    async def _batch(self, commands: list[Command]) -> list[Any]:
+        """Commands in one round trip (one per node on a cluster); replies flat, in order,
+        error replies as exception objects."""
+        if len(commands) == 1:
+            _, packed, count = commands[0]
+            reply = await self._exchange(packed, count)
+            return [reply] if count == 1 else list(reply)
+        replies: list[Any] = await self._exchange(
+            b"".join(packed for _, packed, _ in commands), sum(n for _, _, n in commands)
+        )
+        return replies
+
+    async def _scripts(self, calls: list[tuple[LeanScript, list[bytes], list[Any]]]) -> list[Any]:
+        """Run scripts (one reply each) in one round trip; a server that lacks one loads it
+        and runs it again in a second. Raises the first error reply."""
+        replies = await self._batch([(keys[0], s.call(keys, args), 1) for s, keys, args in calls])
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            again = await self._batch(
+                [
+                    (
+                        calls[i][1][0],
+                        calls[i][0].load + calls[i][0].call(calls[i][1], calls[i][2]),
+                        2,
+                    )
+                    for i in missing
+                ]
+            )
+            for i, (_, reply) in zip(
+                missing, zip(again[::2], again[1::2], strict=True), strict=True
+            ):
+                replies[i] = reply
+        _first_error(replies)
+        return replies
+
+    async def _script(self, script: LeanScript, keys: list[bytes], args: list[Any]) -> Any:
+        return (await self._scripts([(script, keys, args)]))[0]
+
     async def _pipeline(self, ops: list[Op]) -> list[Any]:
-        """Run ``ops`` (each adds its commands for one routing key) in one round trip;
-        the replies come back flat, in op order."""
+        """Run ``ops`` (each adds its commands for one routing key) in one round trip on the
+        redis-py client (components use it); the replies come back flat, in op order."""
 
         async def run() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -470,71 +680,64 @@ class AsyncL2:
     # ------------------------------------------------------ leases and fills
 
     async def set(self, key: bytes, data: bytes, px: int) -> None:
-        await self._call_on([key], self.client.set, key, data, px=px)
+        reply = (await self._batch([(key, pack("SET", key, data, "PX", px), 1)]))[0]
+        _first_error([reply])
 
     async def get_or_lease(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, force: bool
     ) -> tuple[bool, bytes | None]:
         """``(lease taken, value or None)`` in one round trip."""
-        reply = await self._call_on(
-            [key],
-            self._get_or_lease,
-            keys=[key, lease],
-            args=[token, lease_px, b"1" if force else b"0"],
+        reply = await self._script(
+            self._lean_get_or_lease, [key, lease], [token, lease_px, b"1" if force else b"0"]
         )
         return bool(reply[0]), reply[1]
 
     async def get_or_lease_many(
         self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
     ) -> list[tuple[bool, bytes | None]]:
-        script = self._get_or_lease
-        ops = [
-            (key, _script_op(script, [key, lease], [token, lease_px, b"0"])) for key, lease in pairs
-        ]
-        return [(bool(r[0]), r[1]) for r in await self._pipeline(ops)]
+        script = self._lean_get_or_lease
+        replies = await self._scripts(
+            [(script, [key, lease], [token, lease_px, b"0"]) for key, lease in pairs]
+        )
+        return [(bool(r[0]), r[1]) for r in replies]
 
     async def claim_refresh(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, expected_head: bytes
     ) -> bool:
         """Take the lease to refresh ``key`` if it still starts with ``expected_head``
         (``b""``: if it is still absent)."""
-        reply = await self._call_on(
-            [key], self._claim_refresh, keys=[key, lease], args=[token, lease_px, expected_head]
+        reply = await self._script(
+            self._lean_claim_refresh, [key, lease], [token, lease_px, expected_head]
         )
         return bool(reply)
 
     async def fill_with_lease(
         self, key: bytes, lease: bytes, token: bytes, data: bytes, px: int
     ) -> bool:
-        reply = await self._call_on(
-            [key], self._fill_with_lease, keys=[key, lease], args=[token, data, px]
-        )
+        reply = await self._script(self._lean_fill_with_lease, [key, lease], [token, data, px])
         return bool(reply)
 
     async def fill_many_with_lease(
         self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes
     ) -> list[bool]:
-        script = self._fill_with_lease
-        ops = [
-            (key, _script_op(script, [key, lease], [token, data, px]))
-            for key, lease, data, px in items
-        ]
-        return [bool(r) for r in await self._pipeline(ops)]
+        script = self._lean_fill_with_lease
+        replies = await self._scripts(
+            [(script, [key, lease], [token, data, px]) for key, lease, data, px in items]
+        )
+        return [bool(r) for r in replies]
 
     async def release_lease(self, lease: bytes, token: bytes) -> None:
-        await self._call_on([lease], self._release_lease, keys=[lease], args=[token])
+        await self._script(self._lean_release_lease, [lease], [token])
 
     async def set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
-        await self._call_on([key], self._set_and_revoke, keys=[key, lease], args=[data, px])
+        await self._script(self._lean_set_and_revoke, [key, lease], [data, px])
 
     async def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
-        def op(key: bytes, data: bytes, px: int) -> Op:
-            async def add(pipe: Any) -> None:
-                pipe.set(key, data, px=px)
-
-            return key, add
-
-        await self._pipeline([op(*item) for item in items])
+        _first_error(
+            await self._batch(
+                [(key, pack("SET", key, data, "PX", px), 1) for key, data, px in items]
+            )
+        )
 
     async def delete_durably(self, *keys: bytes) -> bool:
         """Delete keys of one slot (a value and its lease: one command, also on a cluster);
@@ -544,36 +747,44 @@ class AsyncL2:
         (replication is asynchronous) and the promoted replica would serve the old
         value. ``WAIT`` in the same round trip tells veneer whether to keep it queued.
         """
-
-        async def add(pipe: Any) -> None:
-            pipe.delete(*keys)
-
-        return await self._durably(keys[0], add)
+        return await self._durably(keys[0], pack("DEL", *keys))
 
     async def write_stamp_durably(self, key: bytes, version: int, ex: int) -> bool:
-        async def add(pipe: Any) -> None:
-            pipe.set(key, version, ex=ex)
+        return await self._durably(key, pack("SET", key, version, "EX", ex))
 
-        return await self._durably(key, add)
-
-    async def _durably(self, key: bytes, add: Callable[[Any], Awaitable[None]]) -> bool:
+    async def _durably(self, key: bytes, packed: bytes) -> bool:
         replicas = await self._replicas_for(key)
-
-        async def add_and_wait(pipe: Any) -> None:
-            await add(pipe)
-            if replicas:
-                pipe.execute_command("WAIT", replicas, self._wait_ms)
-
-        replies = await self._pipeline([(key, add_and_wait)])
+        if replicas:
+            packed += pack("WAIT", replicas, self._wait_ms)
+        replies = await self._batch([(key, packed, 2 if replicas else 1)])
+        _first_error(replies)
         return not replicas or int(replies[-1]) >= replicas
 
     async def _replicas_for(self, key: bytes) -> int:
-        """Whether the primary has a replica to wait for (INFO, cached for 5 s)."""
+        """Whether the primary has a replica to wait for (INFO, cached for 5 s; concurrent
+        invalidations share one INFO)."""
         now = time.monotonic()
-        if now >= self._replicas_checked + 5.0:
+        if now < self._replicas_checked + 5.0:
+            return self._replicas
+        checking = self._replicas_check
+        if checking is not None:
+            try:
+                replicas: int = await checking.wait()
+                return replicas
+            except LeaderGone:
+                pass  # that caller was cancelled: ask on our own
+        flight = self._replicas_check = Flight()
+        try:
             info = await self._call_on([key], self.client.info, "replication")
-            self._replicas = min(1, int(info.get("connected_slaves", 0)))
-            self._replicas_checked = now
+        except BaseException as exc:
+            flight.fail(exc if isinstance(exc, Exception) else LeaderGone())
+            raise
+        finally:
+            if self._replicas_check is flight:
+                self._replicas_check = None
+        self._replicas = min(1, int(info.get("connected_slaves", 0)))
+        self._replicas_checked = now
+        flight.resolve(self._replicas)
         return self._replicas
 
     # ------------------------------------------------------- stamps, registry
@@ -581,20 +792,18 @@ class AsyncL2:
     async def read_stamps(self, keys: list[bytes], fresh: list[int], ex: int) -> list[int]:
         """Current versions of stamp keys, creating the missing ones with ``fresh`` versions.
 
-        ``SET NX`` then ``GET`` in one pipeline reads and initialises in one round
-        trip (``SET NX GET`` would be one command, but only from Redis 7.0). A stamp
+        ``SET NX`` then ``GET`` in one round trip (per node) reads and initialises
+        (``SET NX GET`` would be one command, but only from Redis 7.0). A stamp
         never goes back to "absent", so an entry written under an old version can
         never match again, even after the stamp key expired or its shard restarted.
         """
-
-        def op(key: bytes, version: int) -> Op:
-            async def add(pipe: Any) -> None:
-                pipe.set(key, version, nx=True, ex=ex)
-                pipe.get(key)
-
-            return key, add
-
-        replies = await self._pipeline([op(k, v) for k, v in zip(keys, fresh, strict=True)])
+        replies = await self._batch(
+            [
+                (key, pack("SET", key, version, "NX", "EX", ex) + pack("GET", key), 2)
+                for key, version in zip(keys, fresh, strict=True)
+            ]
+        )
+        _first_error(replies)
         return [
             version if reply is None else parse_stamp(reply)
             for reply, version in zip(replies[1::2], fresh, strict=True)
@@ -602,30 +811,28 @@ class AsyncL2:
 
     async def overwrite_stamps(self, items: list[tuple[bytes, int]], ex: int) -> None:
         """Replace stamps that hold no valid version (written by something else)."""
-
-        def op(key: bytes, version: int) -> Op:
-            async def add(pipe: Any) -> None:
-                pipe.set(key, version, ex=ex)
-
-            return key, add
-
-        await self._pipeline([op(k, v) for k, v in items])
+        _first_error(
+            await self._batch(
+                [(key, pack("SET", key, version, "EX", ex), 1) for key, version in items]
+            )
+        )
 
     async def record_key(self, registry: bytes, key: str, now: float, ex: int) -> None:
         """Add ``key`` to a sorted set of recent fills, kept to REGISTRY_SIZE members."""
-
-        async def add(pipe: Any) -> None:
-            pipe.zadd(registry, {key: now})
-            pipe.zremrangebyrank(registry, 0, -REGISTRY_SIZE - 1)
-            pipe.expire(registry, ex)
-
-        await self._pipeline([(registry, add)])
+        member = key.encode("utf-8", "surrogatepass")
+        packed = (
+            pack("ZADD", registry, repr(now), member)
+            + pack("ZREMRANGEBYRANK", registry, 0, -REGISTRY_SIZE - 1)
+            + pack("EXPIRE", registry, ex)
+        )
+        _first_error(await self._batch([(registry, packed, 3)]))
 
     async def recent_keys(self, registry: bytes, count: int) -> list[str]:
         """The ``count`` most recently recorded keys (a bounded read: ZREVRANGE 0 count-1)."""
-        members = await self._call_on(
-            [registry], self.client.zrevrange, registry, 0, max(0, count - 1)
-        )
+        members = (
+            await self._batch([(registry, pack("ZREVRANGE", registry, 0, max(0, count - 1)), 1)])
+        )[0]
+        _first_error([members])
         return [m.decode("utf-8", "replace") for m in members]
 
     # ------------------------------------------------------------- broadcast
@@ -638,13 +845,11 @@ class AsyncL2:
         transaction: when Redis refuses the INCR (out of memory) the message still
         goes out, and the subscriber only sees a gap that is not there (safe side).
         """
-
-        async def add(pipe: Any) -> None:
-            pipe.incr(counter)
-            pipe.expire(counter, ex)
-            pipe.publish(channel, message)
-
-        await self._pipeline([(counter, add)])
+        packed = pack("INCR", counter) + pack("EXPIRE", counter, ex)
+        packed += pack("PUBLISH", channel.encode(), message)
+        replies = await self._batch([(counter, packed, 3)])
+        if isinstance(replies[2], ResponseError):
+            raise replies[2]  # the message itself was refused (an INCR refusal is safe)
 
     async def published(self, counter: bytes) -> int:
         """The count of published invalidations. Not behind the breaker: it is read right
@@ -676,8 +881,7 @@ class AsyncL2:
         return str(info.get("run_id", ""))
 
     async def close(self) -> None:
-        while self._free:
-            await self._free.pop().disconnect()
+        await self.pool.clear()
         if self._owns_client:
             await self.client.aclose()
             # A client built on a pool veneer made does not close that pool itself.

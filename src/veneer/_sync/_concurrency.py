@@ -18,6 +18,7 @@ __all__ = [
     "SCHEDULED",
     "Background",
     "BackgroundRefreshes",
+    "ConnectionSlots",
     "Flight",
     "LeaderGone",
     "Loader",
@@ -25,6 +26,7 @@ __all__ = [
     "SourceBulkhead",
     "call_later",
     "call_loader",
+    "current_loop",
     "is_our_kind",
     "sleep",
     "spawn",
@@ -177,3 +179,31 @@ class SourceBulkhead:
                 self._queue.popleft().release()
             else:
                 self.active -= 1
+
+
+class ConnectionSlots(SourceBulkhead):
+    """At most ``limit`` connections to one Redis in use at once; a caller waits at most
+    ``timeout`` for one to free up (a queue in process, not an error of the server).
+    First come, first served, like the bulkhead."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        super().__init__(limit, timeout)
+        self.waits = 0
+        self.timeouts = 0
+
+    def acquire(self) -> bool:
+        if self.active >= self.limit:
+            self.waits += 1  # approximate under threads, as every counter
+        if super().acquire():
+            return True
+        self.timeouts += 1
+        return False
+
+
+_PROCESS = object()
+
+
+def current_loop() -> object:
+    """What connections are bound to: one binding for the life of the process here (the
+    asyncio shell binds them to the running event loop)."""
+    return _PROCESS

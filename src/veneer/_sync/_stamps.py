@@ -5,6 +5,11 @@ Every entry carries the versions its tags and its namespace had before it was
 loaded; a read compares them with the current ones (see ``_policy.judge``). A
 process keeps the current versions for ``stamp_ttl`` and updates them from the
 broadcast channel, so most reads compare against memory, not Redis.
+
+When the copy runs out, every task (or thread) reading at that moment needs the
+same stamps: the first one fetches them, the others wait for its reply
+(single-flight per stamp), so a burst of readers costs one round trip, not one
+each.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from .._keys import KeyLayout
+from ._concurrency import Flight, LeaderGone
 from ._redis_io import L2
 
 __all__ = ["StampBook", "new_version"]
@@ -45,6 +51,8 @@ class StampBook:
         self._errors = errors
         self._on_error = on_error
         self._known: dict[str, tuple[int, float]] = {}
+        # Stamps being fetched now, and the fetch that will bring them.
+        self._fetching: dict[str, Flight] = {}
         # Bumped whenever a newer version is learnt: a fetch that started earlier
         # must not overwrite it with what it read.
         self._seq = 0
@@ -63,28 +71,70 @@ class StampBook:
                 found[stamp] = hit[0]
             else:
                 missing.append(stamp)
-        if missing:
+        while missing:
+            fetched = self._fetch(missing)
+            if fetched is None:
+                return None
+            found.update(fetched)
+            missing = [stamp for stamp in missing if stamp not in found]
+        return found[wanted[0]], {tag: found[layout.tag(tag)] for tag in tags}
+
+    def _fetch(self, stamps: list[str]) -> dict[str, int] | None:
+        """The versions of ``stamps``: those another caller is fetching come from its reply,
+        the rest from one round trip of this caller's. None if Redis failed; a partial
+        result if a fetch this caller joined was abandoned (its leader was cancelled)."""
+        fetching = self._fetching
+        flight = Flight()
+        joined: dict[int, Flight] = {}
+        mine: list[str] = []
+        for stamp in stamps:
+            leader = fetching.setdefault(stamp, flight)
+            if leader is flight:
+                mine.append(stamp)
+            else:
+                joined[id(leader)] = leader
+        found: dict[str, int] = {}
+        if mine:
             seq = self._seq
             try:
                 fetched = self._l2.read_stamps(
-                    [m.encode() for m in missing],
-                    [new_version() for _ in missing],
+                    [m.encode() for m in mine],
+                    [new_version() for _ in mine],
                     self.redis_expiry,
                 )
+                versions = self._repair(mine, fetched)
             except self._errors as exc:
+                flight.resolve(None)
                 self._on_error(exc)
                 return None
-            repaired = self._repair(missing, fetched)
-            if repaired is None:
+            except BaseException:
+                flight.fail(LeaderGone())
+                raise
+            finally:
+                for stamp in mine:
+                    if fetching.get(stamp) is flight:
+                        del fetching[stamp]
+            if versions is None:
+                flight.resolve(None)
                 return None
+            known = self._known
             valid_until = _monotonic() + self._trust
             if len(known) > _MAX_STAMPS:
                 known.clear()
-            for stamp, version in zip(missing, repaired, strict=True):
+            for stamp, version in zip(mine, versions, strict=True):
                 found[stamp] = version
                 if seq == self._seq:
                     known[stamp] = (version, valid_until)
-        return found[wanted[0]], {tag: found[layout.tag(tag)] for tag in tags}
+            flight.resolve(found)
+        for leader in joined.values():
+            try:
+                theirs = leader.wait()
+            except LeaderGone:
+                continue  # the caller fetches what is still missing itself
+            if theirs is None:
+                return None  # that fetch failed (and was counted): Redis is failing now
+            found.update((stamp, theirs[stamp]) for stamp in stamps if stamp in theirs)
+        return found
 
     def _repair(self, stamps: list[str], fetched: list[int]) -> list[int] | None:
         """Replace the stamps that held garbage (0) with new versions: entries written
