@@ -836,7 +836,7 @@ class L2:
         transaction: when Redis refuses the INCR (out of memory) the message still
         goes out, and the subscriber only sees a gap that is not there (safe side).
         """
-        packed = pack("INCR", counter) + pack("EXPIRE", counter, ex)
+        packed = pack("INCRBY", counter, 1) + pack("EXPIRE", counter, ex)
         packed += pack("PUBLISH", channel.encode(), message)
         replies = self._batch([(counter, packed, 3)])
         if isinstance(replies[2], ResponseError):
