@@ -84,6 +84,42 @@ def sync_benchmarks(url: str, number: int) -> None:
             max(1, number // 20),
         )
         report("get_many of 100 keys (sync)", results, "redis-py MGET + decode (100 keys)")
+    miss_benchmarks(url, number)
+    raw.close()
+
+
+def miss_benchmarks(url: str, number: int) -> None:
+    """A miss on a fresh key: raw cache-aside (GET, encode, SET EX) against veneer's
+    get_or_load with leases (the default) and without."""
+    raw = redis.Redis.from_url(url)
+    encoder = msgspec.msgpack.Encoder()
+    fresh = iter(range(10**9))
+
+    def raw_miss() -> Any:
+        key = f"bench:miss:{next(fresh)}"
+        if raw.get(key) is None:
+            raw.set(key, encoder.encode(ROW), ex=30)
+        return ROW
+
+    with (
+        Cache.from_url(url, namespace="bench-ml", ttl=30, l1_size=0, stamp_ttl=600) as leased,
+        Cache.from_url(
+            url, namespace="bench-mn", ttl=30, l1_size=0, stamp_ttl=600, leases=False
+        ) as plain,
+    ):
+        results = compare(
+            {
+                "redis-py GET + SET (cache-aside miss)": raw_miss,
+                "veneer get_or_load miss, leases": lambda: leased.get_or_load(
+                    f"m{next(fresh)}", lambda: ROW
+                ),
+                "veneer get_or_load miss, leases=False": lambda: plain.get_or_load(
+                    f"m{next(fresh)}", lambda: ROW
+                ),
+            },
+            number,
+        )
+        report("miss (sync), 1 KiB value", results, "redis-py GET + SET (cache-aside miss)")
     raw.close()
 
 
@@ -115,6 +151,42 @@ def async_benchmarks(url: str, number: int) -> None:
 
     results = compare_async(setup, number)
     report("L2 hit (async), 1 KiB value", results, "redis.asyncio GET + msgspec decode")
+
+    async def setup_miss() -> tuple[AsyncCases, Callable[[], Awaitable[None]]]:
+        raw = redis.asyncio.Redis.from_url(url)
+        encoder = msgspec.msgpack.Encoder()
+        fresh = iter(range(10**9))
+        leased = AsyncCache.from_url(url, namespace="bench-aml", ttl=30, l1_size=0, stamp_ttl=600)
+        plain = AsyncCache.from_url(
+            url, namespace="bench-amn", ttl=30, l1_size=0, stamp_ttl=600, leases=False
+        )
+
+        async def raw_miss() -> Any:
+            key = f"bench:amiss:{next(fresh)}"
+            if await raw.get(key) is None:
+                await raw.set(key, encoder.encode(ROW), ex=30)
+            return ROW
+
+        async def leased_miss() -> Any:
+            return await leased.get_or_load(f"m{next(fresh)}", lambda: ROW)
+
+        async def plain_miss() -> Any:
+            return await plain.get_or_load(f"m{next(fresh)}", lambda: ROW)
+
+        async def cleanup() -> None:
+            await leased.close()
+            await plain.close()
+            await raw.aclose()
+
+        cases: AsyncCases = {
+            "redis.asyncio GET + SET (cache-aside miss)": raw_miss,
+            "veneer get_or_load miss, leases": leased_miss,
+            "veneer get_or_load miss, leases=False": plain_miss,
+        }
+        return cases, cleanup
+
+    results = compare_async(setup_miss, number)
+    report("miss (async), 1 KiB value", results, "redis.asyncio GET + SET (cache-aside miss)")
 
 
 def concurrent_benchmarks(url: str, tasks: int, rounds: int = 5, reads: int = 20_000) -> None:
