@@ -365,17 +365,19 @@ class LeanPool:
     def _rebind(self) -> None:
         """A new event loop (or a forked child): the old one's sockets are unusable here, and
         not ours to close (a parent's, or a closed loop's): parked, never touched again."""
+        self.after_fork()
+        self._bound = current_loop()
+
+    def after_fork(self) -> None:
+        """Forget the connections and slots of the parent (or of an old loop); the next call
+        binds to the loop it runs on."""
         waits, timeouts = self.slots.waits, self.slots.timeouts
         self.slots = ConnectionSlots(self.limit, self.timeout)
         self.slots.waits, self.slots.timeouts = waits, timeouts
         park(self._free)
         self._free = deque()
-        self._bound = current_loop()
+        self._bound = None
         self._pid = os.getpid()
-
-    def after_fork(self) -> None:
-        self._rebind()
-        self._bound = None  # the child's first call binds to its own loop
 
     def hold(self) -> None:
         """A slot, for a call made on another client (redis-py's): raises PoolExhausted."""
