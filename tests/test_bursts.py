@@ -92,9 +92,7 @@ async def test_a_burst_of_200_cold_misses_caches_every_key(url: str, namespace: 
         await asyncio.sleep(0.01)
         return loads
 
-    async with AsyncCache.from_url(
-        url, namespace=namespace, ttl=600, l1_size=0, **SLACK
-    ) as cache:
+    async with AsyncCache.from_url(url, namespace=namespace, ttl=600, l1_size=0, **SLACK) as cache:
         await asyncio.gather(*[cache.get_or_load(f"cold{i}", load) for i in range(200)])
         assert loads == 200
         cached = await cache.get_many([f"cold{i}" for i in range(200)])

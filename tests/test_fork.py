@@ -78,6 +78,9 @@ def test_children_forked_mid_load_finish_with_correct_values(server: RedisServer
         source_concurrency=2,
         source_queue_timeout=2.0,
         lease_wait=0.3,  # the parent holds the leases of hot:*: children load themselves
+        # The test holds the parent's breaker locks while the children run, which stops
+        # the parent's lease renewals too: its leases must outlive that on their own.
+        lease_heartbeat=5.0,
     )
     assert cache.ready()
     release = threading.Event()

@@ -12,6 +12,10 @@ The envelope is a fixed binary header followed by the payload::
 
 Anything that does not parse is a :class:`CorruptEntry`, which every caller
 treats as a miss: a bad byte in Redis must never become an exception in the app.
+
+While a value is being loaded, its slot may hold a lease mark instead: ``\\x00L``
+and the holder's token (format version 0 does not exist, so a mark is never an
+entry). Readers treat a mark as a miss; see ``_redis_io`` for the lease protocol.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import zstandard
 from ._keys import MAX_TAG_BYTES, MAX_TAGS
 
 __all__ = [
+    "LEASE_MARK",
     "Codec",
     "CorruptEntry",
     "EntryTooLarge",
@@ -39,9 +44,25 @@ __all__ = [
     "Payload",
     "PickleCodec",
     "codec_from_option",
+    "is_lease_mark",
+    "lease_mark",
 ]
 
 FORMAT_VERSION: Final = 1
+LEASE_MARK: Final = b"\x00L"
+LEASE_MARK_SIZE: Final = 18  # the prefix and a 16-byte token
+
+
+def lease_mark(token: bytes) -> bytes:
+    """What a value slot holds while the holder of ``token`` (16 bytes) loads it."""
+    return LEASE_MARK + token
+
+
+def is_lease_mark(raw: bytes) -> bool:
+    """Whether bytes read from a value slot are a lease (someone is loading), not an entry."""
+    return len(raw) == LEASE_MARK_SIZE and raw[:2] == LEASE_MARK
+
+
 _HEADER = struct.Struct("<BBdfQH")
 _TAG_HEAD = struct.Struct("<H")
 _TAG_VERSION = struct.Struct("<Q")

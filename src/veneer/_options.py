@@ -41,8 +41,12 @@ class CacheOptions:
     leases: bool = True
     """Guard fills with lease tokens: one load per key across processes, no stale sets."""
     lease_ttl: float = 5.0
-    """Life of a fill lease: a holder that dies blocks others at most this long. Make it
+    """Longest life of a fill lease while its holder, alive, keeps renewing it. Make it
     longer than your slowest load, or that load's fill is refused."""
+    lease_heartbeat: float = 0.5
+    """Life of a lease its holder does not renew (renewals come every third of it while
+    the load runs): a lease left by a call that gave up (timed out on a hung Redis,
+    cancelled, or its process died) blocks other callers at most this long."""
     lease_wait: float | None = None
     """How long a miss waits for another process's fill before loading itself
     (default: lease_ttl)."""
@@ -108,6 +112,11 @@ class CacheOptions:
     """How long a process trusts its copy of a tag or namespace version stamp, seconds."""
     broadcast: bool = True
     """Carry invalidations to every process's L1 over Redis pub/sub."""
+    sharded_pubsub: bool | None = None
+    """On Redis Cluster, carry invalidations by sharded pub/sub (SPUBLISH/SSUBSCRIBE,
+    Redis 7+), which stays in one shard, instead of PUBLISH, which crosses the cluster
+    bus to every node. None: sharded when every primary supports it. Every process of
+    a namespace must use the same mode (see docs/cluster.md)."""
     error_log_interval: float = 10.0
     """At most one warning per this many seconds for repeated Redis errors (they are counted)."""
 
@@ -124,6 +133,7 @@ class CacheOptions:
                 )
         _check_positive("negative_ttl", self.negative_ttl)
         _check_positive("lease_ttl", self.lease_ttl)
+        _check_positive("lease_heartbeat", self.lease_heartbeat)
         _check_positive("monitor_delay", self.monitor_delay)
         if self.lease_wait is not None:
             _check_positive("lease_wait", self.lease_wait)
@@ -183,6 +193,10 @@ class CacheOptions:
                 f"{', '.join(sorted(known - {'namespace'}))}"
             )
         return cls(namespace=namespace, **options)
+
+    @property
+    def lease_heartbeat_seconds(self) -> float:
+        return min(self.lease_heartbeat, self.lease_ttl)
 
     @property
     def lease_wait_seconds(self) -> float:

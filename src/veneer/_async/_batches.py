@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._codec import Envelope
+from .._codec import Envelope, is_lease_mark, lease_mark
 from .._keys import check_key, check_tags
 from .._policy import judge
 from .._txn import bypasses
@@ -56,29 +56,65 @@ async def get_or_load_many(
         candidates = [k for k in missing if not (marks and bypasses(marks, namespace, k, tag_list))]
         fillable = await _lease_many(cache, candidates, found, type, seq)
         missing = [key for key in missing if key not in found]
-    if missing:
-        loaded, seconds = await cache._load(lambda: loader_many(list(missing)))
-        if not isinstance(loaded, Mapping):
-            raise TypeError(
-                "loader_many must return a mapping of key -> value, "
-                f"got {loaded.__class__.__name__}"
+    held = [
+        cache._keeper.hold(*cache._guarded_keys(key), token, lease_mark(token))
+        for key, token in fillable.items()
+        if token is not None
+    ]
+    try:
+        if missing:
+            await _load_many(
+                cache, found, missing, loader_many, fillable, ttl_s, tag_list, type, versions, seq
             )
-        values = {key: loaded.get(key) for key in missing}
-        if type is not None:
-            values = {key: conform(value, type, key) for key, value in values.items()}
-        if versions is not None:
-            await _fill_many(
-                cache,
-                {k: v for k, v in values.items() if k in fillable},
-                fillable,
-                ttl_s,
-                tag_list,
-                versions,
-                seconds,
-                seq,
-            )
-        found.update(values)
+    except Exception:
+        for key, token in fillable.items():  # free the keys for the next callers now
+            if token is not None:
+                await cache._release(key, token)
+        raise
+    except BaseException:
+        for key, token in fillable.items():
+            if token is not None:
+                cache._release_soon(key, token)
+        raise
+    finally:
+        for handle in held:
+            cache._keeper.drop(handle)
     return {key: found[key] for key in ordered}
+
+
+async def _load_many(
+    cache: AsyncCache,
+    found: dict[str, Any],
+    missing: list[str],
+    loader_many: ManyLoader,
+    fillable: dict[str, bytes | None],
+    ttl_s: float,
+    tag_list: tuple[str, ...],
+    type: Any,
+    versions: Versions | None,
+    seq: int,
+) -> None:
+    """Load the keys no one else had, and fill those this caller holds the lease of."""
+    loaded, seconds = await cache._load(lambda: loader_many(list(missing)))
+    if not isinstance(loaded, Mapping):
+        raise TypeError(
+            f"loader_many must return a mapping of key -> value, got {loaded.__class__.__name__}"
+        )
+    values = {key: loaded.get(key) for key in missing}
+    if type is not None:
+        values = {key: conform(value, type, key) for key, value in values.items()}
+    if versions is not None:
+        await _fill_many(
+            cache,
+            {k: v for k, v in values.items() if k in fillable},
+            fillable,
+            ttl_s,
+            tag_list,
+            versions,
+            seconds,
+            seq,
+        )
+    found.update(values)
 
 
 async def _lease_many(
@@ -91,15 +127,16 @@ async def _lease_many(
         return dict.fromkeys(keys)
     token = new_token()
     try:
-        replies = await cache._l2.get_or_lease_many(
-            [cache._guarded_keys(k) for k in keys], token, cache._lease_px
+        replies = await cache._l2.lease_get_many(
+            [cache._guarded_keys(k) for k in keys], lease_mark(token), cache._lease_px
         )
     except REDIS_ERRORS as exc:
         cache._redis_failed(exc)
         return {}
     fillable: dict[str, bytes | None] = {}
-    for key, (got, raw) in zip(keys, replies, strict=True):
-        if raw is not None:
+    for key, (raw, refreshing) in zip(keys, replies, strict=True):
+        got = raw is None and not refreshing  # refreshing: a refresh holds it
+        if raw is not None and not is_lease_mark(raw):  # a mark: another caller loads it
             envelope = cache._decode(raw, type)
             if envelope is not None:
                 verdict = await cache._judge(envelope, xfetch=False)
@@ -178,7 +215,7 @@ async def _lookup_l2(
             if remember:
                 cache._remember(key, decoded[0], decoded[1] - now, len(raw or b""), (), seq)
             continue
-        if raw is None:
+        if raw is None or is_lease_mark(raw):  # a mark: someone is loading it
             counters.l2_misses += 1
             still.append(key)
             continue
@@ -247,7 +284,9 @@ async def _fill_many(
         if plain:
             await cache._l2.set_many(plain)
         if leased and batch_token is not None:
-            landed += await cache._l2.fill_many_with_lease(leased, batch_token)
+            landed += await cache._l2.fill_many_with_lease(
+                leased, batch_token, lease_mark(batch_token)
+            )
     except REDIS_ERRORS as exc:
         cache._redis_failed(exc)
         return

@@ -33,7 +33,7 @@ _LAST_BACKOFF = 0.5
 class AsyncBroadcastSubscriber:
     def __init__(
         self,
-        connect: Callable[[], Awaitable[Any]],
+        connect: Callable[..., Awaitable[Any]],
         release: Callable[[Any], Awaitable[None]],
         channel: str,
         *,
@@ -44,8 +44,10 @@ class AsyncBroadcastSubscriber:
         on_heard: Callable[[], None] = lambda: None,
         on_current: Callable[[float], None] = lambda sent: None,
         health_timeout: float = 1.0,
+        sharded: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._connect = connect
+        self._sharded = sharded
         self._release = release
         self._channel = channel
         self._on_message = on_message
@@ -84,10 +86,15 @@ class AsyncBroadcastSubscriber:
             worker = self._worker
 
     async def _listen(self) -> None:
-        client = await self._connect()
+        # Sharded pub/sub: subscribed on the node that owns the channel's slot.
+        sharded = self._sharded is not None and await self._sharded()
+        client = await (self._connect(self._channel) if sharded else self._connect())
         pubsub = self._pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(self._channel)
+            if sharded:
+                await pubsub.ssubscribe(self._channel)
+            else:
+                await pubsub.subscribe(self._channel)
             heard = pinged = self.heard = time.monotonic()
             while self._worker is None or not self._worker.stopping:
                 message = await pubsub.get_message(timeout=_POLL_SECONDS)
@@ -108,15 +115,20 @@ class AsyncBroadcastSubscriber:
                 if message is None:
                     continue
                 kind = message.get("type")
-                if kind in (b"subscribe", "subscribe"):
+                if isinstance(kind, bytes):
+                    kind = kind.decode()
+                if kind in ("subscribe", "ssubscribe"):
                     # Live only once the cache has caught up (it may drop copies that
                     # missed invalidations while away): ready() waits for that.
                     await self._on_live()
                     self.live = True
-                elif kind in (b"message", "message"):
+                elif kind in ("message", "smessage"):
                     self._on_message(message["data"])
-                elif kind in (b"pong", "pong"):
+                elif kind == "pong":
                     self._pong(message.get("data"))
+                elif kind == "sunsubscribe":
+                    # The channel's slot moved to another shard: follow it.
+                    raise ConnectionError(f"{self._channel} moved to another shard")
         finally:
             self._pubsub = None
             await pubsub.aclose()

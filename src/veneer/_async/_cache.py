@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
+from redis.exceptions import ResponseError as RefusedByRedis
+
 from .. import _fork
 from .._breaker import CircuitBreaker
 from .._codec import (
@@ -24,6 +26,8 @@ from .._codec import (
     EnvelopeCodec,
     Payload,
     codec_from_option,
+    is_lease_mark,
+    lease_mark,
 )
 from .._errors import (
     ConfigurationError,
@@ -53,11 +57,13 @@ from ._concurrency import (
     Loader,
     ManyLoader,
     SourceBulkhead,
+    call_later,
     call_loader,
     sleep,
 )
 from ._decorator import AsyncCachedFunction, cached_decorator
 from ._invalidations import AsyncInvalidations, decode_message
+from ._lease_keeper import AsyncLeaseKeeper
 from ._loaders import conformed, watched
 from ._redis_io import (
     PROBE_TRIES,
@@ -83,6 +89,8 @@ T_co = TypeVar("T_co", covariant=True)
 _UNAVAILABLE: Any = object()
 _FAILED: Any = object()
 _CORRUPT: Any = object()
+_LEASED: Any = object()  # a miss, and this caller's lease-get took the lease
+_HELD: Any = object()  # a miss, and another caller holds the lease
 _NONE: Any = object()
 _NOT_GIVEN: Any = object()
 _monotonic = time.monotonic
@@ -175,6 +183,7 @@ class AsyncCache:
                 replica_wait=opts.redis_timeout / 2,
                 max_connections=opts.max_connections,
                 pool_timeout=opts.pool_timeout,
+                sharded_pubsub=opts.sharded_pubsub,
             )
         else:
             self._l2 = AsyncL2(
@@ -184,6 +193,7 @@ class AsyncCache:
                 replica_wait=opts.redis_timeout / 2,
                 max_connections=opts.max_connections,
                 pool_timeout=opts.pool_timeout,
+                sharded_pubsub=opts.sharded_pubsub,
             )
         self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
         self._run_id: str | None = None
@@ -218,7 +228,18 @@ class AsyncCache:
         )
         self._flights: dict[str, Flight] = {}
         self._refreshes = BackgroundRefreshes()
-        self._lease_px = max(1, int(opts.lease_ttl * 1000))
+        heartbeat = opts.lease_heartbeat_seconds
+        self._lease_px = max(1, int(heartbeat * 1000))
+        self._keeper = AsyncLeaseKeeper(
+            self._l2,
+            heartbeat=heartbeat,
+            longest=opts.lease_ttl,
+            errors=REDIS_ERRORS,
+            on_error=self._redis_failed,
+        )
+        # A miss takes its lease in the round trip that reads the key (replicas cannot).
+        self._lease_on_read = opts.leases and not opts.read_from_replicas
+        self._lease_refused_until = 0.0
         self._registry_key = self._layout.registry_key.encode()
         self._fills = 0
         # Bumped on every invalidation this process applies (its own or received):
@@ -254,6 +275,7 @@ class AsyncCache:
                 on_heard=self._l2.hint_alive,
                 on_current=self._on_current,
                 health_timeout=self._trust_seconds,
+                sharded=self._l2.sharded_broadcast,
             )
         self._started = False
         _fork.register(self)
@@ -266,6 +288,7 @@ class AsyncCache:
         self._refreshes = BackgroundRefreshes()
         self._l1.after_fork()
         self._l2.after_fork()
+        self._keeper.after_fork()
         # The parent keeps retrying its own queued invalidations; sending them from
         # every child too would only repeat them.
         self._invalidations.pending.clear()
@@ -408,9 +431,33 @@ class AsyncCache:
         """The read of the one caller per process that goes past L1 for ``key``: the value
         for every waiter, and the refresh this caller must run after handing it out."""
         seq = self._inv_seq
-        envelope = await self._read(key, type)
+        if (
+            self._lease_on_read
+            and self._l2.lease_on_read
+            and _monotonic() > self._lease_refused_until
+        ):
+            leased = new_token()
+            envelope = await self._read_or_lease(key, type, leased)
+            token: bytes | None = leased
+        else:
+            token = None
+            envelope = await self._read(key, type)
         if envelope is _UNAVAILABLE:
             return await self._without_redis(key, loader, ttl, seq), None
+        if envelope is _LEASED or envelope is _HELD:
+            if self._warming():
+                # Redis came back empty: serve the in-process copy (within max_stale)
+                # while one caller per key refills it (see below).
+                stale = self._l1_stale(key)
+                if stale is not _NONE:
+                    if envelope is _HELD:
+                        return stale, None  # another caller is refilling it
+                    return stale, self._refresh_with(key, loader, ttl, tags, seq, token)
+            if envelope is _LEASED:
+                return await self._load_and_fill(
+                    key, loader, ttl, tags, type, seq, token=token
+                ), None
+            return await self._load_and_fill(key, loader, ttl, tags, type, seq, held=True), None
         force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
         if envelope is not None and envelope is not _CORRUPT:
             verdict = await self._judge(envelope, xfetch=True)
@@ -433,7 +480,7 @@ class AsyncCache:
             stale = self._l1_stale(key)
             if stale is not _NONE:
                 return stale, await self._claim_refresh(key, loader, ttl, tags, seq, b"")
-        return await self._load_and_fill(key, loader, ttl, tags, type, seq, force_lease), None
+        return await self._load_and_fill(key, loader, ttl, tags, type, seq, force=force_lease), None
 
     async def _without_redis(self, key: str, loader: Callable[[], Any], ttl: Ttl, seq: int) -> Any:
         """Redis is unreachable: an in-process copy within max_stale, else the source.
@@ -488,24 +535,27 @@ class AsyncCache:
         tags: tuple[str, ...],
         type: Any,
         seq: int,
-        force_lease: bool,
+        *,
+        force: bool = False,
+        token: bytes | None = None,
+        held: bool = False,
     ) -> Any:
+        """Load ``key`` and fill it: with the lease ``token`` already taken by the read,
+        or after taking one (waiting for another holder's fill, bounded)."""
         versions = await self._stamps.versions(tags)
         if versions is None:
+            if token is not None:
+                self._release_soon(key, token)
             return await self._without_redis(key, loader, ttl, seq)
-        token: bytes | None = None
-        if self.options.leases:
-            outcome, found = await self._acquire_lease(key, type, seq, force_lease)
+        if self.options.leases and token is None:
+            outcome, found = await self._acquire_lease(key, type, seq, force, held)
             if outcome == "value":
                 return found
             token = found
-        try:
+        if token is None:
             value, seconds = await self._load(loader)
-        except BaseException:
-            if token is not None:
-                # Free the key for the next caller now, not after lease_ttl.
-                await self._release(key, token)
-            raise
+        else:
+            value, seconds = await self._load_leased(key, loader, token)
         if value is None and not self.options.cache_none:
             if token is not None:
                 await self._release(key, token)
@@ -514,26 +564,63 @@ class AsyncCache:
             await self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
         return value
 
-    async def _acquire_lease(self, key: str, type: Any, seq: int, force: bool) -> tuple[str, Any]:
+    async def _load_leased(
+        self, key: str, loader: Callable[[], Any], token: bytes
+    ) -> tuple[Any, float]:
+        """Load while the keeper renews the lease; a failed load frees the key for the next
+        caller now, and a cancelled one without making its caller wait for Redis."""
+        value_key, lease_key = self._guarded_keys(key)
+        handle = self._keeper.hold(value_key, lease_key, token, lease_mark(token))
+        try:
+            return await self._load(loader)
+        except Exception:
+            self._keeper.drop(handle)
+            await self._release(key, token)
+            raise
+        except BaseException:
+            self._keeper.drop(handle)
+            self._release_soon(key, token)
+            raise
+        finally:
+            self._keeper.drop(handle)
+
+    async def _acquire_lease(
+        self, key: str, type: Any, seq: int, force: bool, held: bool = False
+    ) -> tuple[str, Any]:
         """Take the fill lease, or wait (bounded) for its holder's fill.
 
         ``("lease", token)``: this caller loads and fills. ``("value", value)``: the
         holder's fill (or a stale value) arrived. ``("none", None)``: Redis failed
-        or the wait ran out: load without filling.
+        or the wait ran out: load without filling. ``held``: the caller just saw
+        another caller's lease (so it waits before asking again). A cancelled caller
+        stops within one backoff step (every wait here is a plain await).
         """
         value_key, lease_key = self._guarded_keys(key)
         token = new_token()
+        mark = lease_mark(token)
         deadline = _monotonic() + self.options.lease_wait_seconds
         attempt = 0
+        if held:
+            self._counters.lease_waits += 1
+            await sleep(lease_backoff(attempt, random.random()))
+            attempt += 1
         while True:
             try:
-                got, raw = await self._l2.get_or_lease(
-                    value_key, lease_key, token, self._lease_px, force
-                )
+                if force:
+                    got, raw = await self._l2.get_or_lease(
+                        value_key, lease_key, token, self._lease_px, True
+                    )
+                else:
+                    raw, refreshing = await self._l2.poll_lease(
+                        value_key, lease_key, mark, self._lease_px
+                    )
+                    got = raw is None and not refreshing
             except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 return "none", None
-            if raw is not None:
+            if raw is not None and is_lease_mark(raw):
+                force = False  # someone's lease in the value slot: wait for its fill
+            elif raw is not None:
                 envelope = self._decode(raw, type, count=False)
                 verdict = None if envelope is None else await self._judge(envelope, xfetch=False)
                 if envelope is not None and verdict is not None and verdict.serveable:
@@ -575,13 +662,9 @@ class AsyncCache:
             except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 return None
-        self._counters.refreshes += 1
-        lease = token if self.options.leases else None
-
-        async def refresh() -> Any:
-            return await self._refresh(key, loader, ttl, tags, seq, lease)
-
-        return refresh
+        return self._refresh_with(
+            key, loader, ttl, tags, seq, token if self.options.leases else None
+        )
 
     async def _refresh(
         self,
@@ -593,19 +676,39 @@ class AsyncCache:
         token: bytes | None,
     ) -> Any:
         """Load and fill; a failure keeps the old value (until its stale TTL runs out)."""
+        versions = await self._stamps.versions(tags)
         try:
-            versions = await self._stamps.versions(tags)
             if versions is None:
+                if token is not None:
+                    await self._release(key, token)
                 raise ConnectionError("Redis unavailable for the refresh")
-            value, seconds = await self._load(loader)
+            if token is None:
+                value, seconds = await self._load(loader)
+            else:
+                value, seconds = await self._load_leased(key, loader, token)  # frees it on error
         except Exception as exc:
             self._counters.refresh_errors += 1
             self._warn(f"refresh of {key!r} failed, the old value stays: {exc!r}")
-            if token is not None:
-                await self._release(key, token)
             return _FAILED
         await self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
         return value
+
+    def _refresh_with(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: float,
+        tags: tuple[str, ...],
+        seq: int,
+        token: bytes | None,
+    ) -> Callable[[], Awaitable[Any]]:
+        """The refresh of a key whose lease this caller already holds."""
+        self._counters.refreshes += 1
+
+        async def refresh() -> Any:
+            return await self._refresh(key, loader, ttl, tags, seq, token)
+
+        return refresh
 
     async def _read(self, key: str, type: Any) -> Any:
         """One GET: an :class:`Envelope`, ``None`` on a miss, ``_CORRUPT`` for bytes that
@@ -617,9 +720,33 @@ class AsyncCache:
             self._redis_failed(exc)
             return _UNAVAILABLE
         self._l2_latency.record(time.perf_counter() - started)
-        if raw is None:
+        if raw is None or is_lease_mark(raw):  # a mark: someone is loading it
             self._counters.l2_misses += 1
             return None
+        envelope = self._decode(raw, type)
+        return _CORRUPT if envelope is None else envelope
+
+    async def _read_or_lease(self, key: str, type: Any, token: bytes) -> Any:
+        """The lease-get: like :meth:`_read`, but a miss takes the lease in the same round
+        trip (``_LEASED``), or finds another caller's (``_HELD``)."""
+        started = time.perf_counter()
+        try:
+            raw, refreshing = await self._l2.lease_get(
+                *self._guarded_keys(key), lease_mark(token), self._lease_px
+            )
+        except RefusedByRedis as exc:
+            # Redis refuses the write (out of memory, no permission): plain reads for a
+            # second, which still serve what is cached.
+            self._lease_refused_until = _monotonic() + 1.0
+            self._warn(f"lease-get refused ({exc}); reading without leases for now")
+            return await self._read(key, type)
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return _UNAVAILABLE
+        self._l2_latency.record(time.perf_counter() - started)
+        if raw is None or is_lease_mark(raw):
+            self._counters.l2_misses += 1
+            return _LEASED if raw is None and not refreshing else _HELD
         envelope = self._decode(raw, type)
         return _CORRUPT if envelope is None else envelope
 
@@ -795,7 +922,9 @@ class AsyncCache:
         try:
             if token is None:
                 await self._l2.set(value_key, data, px)
-            elif not await self._l2.fill_with_lease(value_key, lease_key, token, data, px):
+            elif not await self._l2.fill_with_lease(
+                value_key, lease_key, token, lease_mark(token), data, px
+            ):
                 # Revoked by an invalidation (or expired): the value may predate it.
                 self._counters.fills_refused += 1
                 return False
@@ -898,9 +1027,17 @@ class AsyncCache:
 
     async def _release(self, key: str, token: bytes) -> None:
         try:
-            await self._l2.release_lease(self._guarded_keys(key)[1], token)
+            await self._l2.release_lease(*self._guarded_keys(key), token, lease_mark(token))
         except REDIS_ERRORS as exc:
-            self._redis_failed(exc)  # the lease expires by itself after lease_ttl
+            self._redis_failed(exc)  # the lease expires by itself after lease_heartbeat
+
+    def _release_soon(self, key: str, token: bytes) -> None:
+        """Release in the background: for a caller that must not wait on Redis (cancelled)."""
+
+        async def release() -> None:
+            await self._release(key, token)
+
+        call_later(0.0, release)
 
     async def _record_fill(self, key: str) -> None:
         """Keep 1 in ``registry_every`` filled keys in a bounded registry for ``veneer verify``."""
@@ -1176,6 +1313,7 @@ class AsyncCache:
             return
         self._closed = True
         await self._refreshes.close()
+        await self._keeper.close()
         if self._invalidations.pending:
             await self._invalidations.drain()
         if self._subscriber is not None:

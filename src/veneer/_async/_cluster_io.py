@@ -25,10 +25,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._breaker import BreakerState, CircuitBreaker
 from .._fork import park
-from ._concurrency import call_later
+from ._concurrency import call_later, send_packed
 from ._nodes import (
     close_node_clients,
     close_subscriber,
+    discover_topology,
     node_client,
     node_connection_factory,
     refresh_topology,
@@ -51,6 +52,15 @@ from ._redis_io import (
 __all__ = ["AsyncClusterL2", "TopologyChanged"]
 
 _REFRESH_EVERY = 0.5  # seconds between slot-map refreshes at most
+_INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``7.0.15`` as (7, 0, 15); what does not parse sorts first (no sharded pub/sub)."""
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
 
 
 class TopologyChanged(RedisConnectionError):
@@ -68,6 +78,7 @@ class AsyncClusterL2(AsyncL2):
         replica_wait: float = 0.05,
         max_connections: int = 32,
         pool_timeout: float = 1.0,
+        sharded_pubsub: bool | None = None,
     ) -> None:
         super().__init__(
             client,
@@ -76,7 +87,10 @@ class AsyncClusterL2(AsyncL2):
             replica_wait=replica_wait,
             max_connections=max_connections,
             pool_timeout=pool_timeout,
+            sharded_pubsub=sharded_pubsub,
         )
+        self._sharded: bool | None = sharded_pubsub
+        self._subscribed_once = False
         self._breaker_for = breaker_for
         self._node_breakers: dict[str, CircuitBreaker] = {}
         self._node_pools: dict[str, LeanPool] = {}
@@ -143,7 +157,7 @@ class AsyncClusterL2(AsyncL2):
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
         elif not self.client.nodes_manager.slots_cache:
             try:
-                await refresh_topology(self.client)
+                await discover_topology(self.client)
             except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
 
@@ -234,10 +248,14 @@ class AsyncClusterL2(AsyncL2):
             self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {node.name} is open")
         pool = self._node_pool(node)
-        connection = await pool.take()
+        try:
+            connection = await pool.take()
+        except _HEALTH_FAILURES as exc:  # the dial failed
+            await self._failed(node, None, None, exc)
+            raise
         self.round_trips += 1
         try:
-            await connection.send_packed_command([packed], False)  # connects if needed
+            await send_packed(connection, packed)
         except BaseException as exc:
             await self._failed(node, pool, connection, exc)
             raise
@@ -357,8 +375,27 @@ class AsyncClusterL2(AsyncL2):
 
     # ------------------------------------------------------------- broadcast
 
-    async def subscriber(self) -> Any:
-        return await subscriber_client(self.client)
+    async def sharded_broadcast(self) -> bool:
+        """Sharded pub/sub unless asked otherwise, when every primary has it (Redis 7.0+):
+        a classic PUBLISH crosses the cluster bus to every node, an SPUBLISH stays in the
+        channel's shard (docs/cluster.md has the numbers). Decided once per cache."""
+        if self._sharded is None:
+            await self._discover()
+            versions = [
+                await self._node_info(node, "redis_version") for node in self.client.get_primaries()
+            ]
+            self._sharded = all(_version(v) >= (7, 0) for v in versions)
+        return self._sharded
+
+    async def subscriber(self, channel: str | None = None) -> Any:
+        """A client to the owner of ``channel``'s slot (sharded), or to any primary."""
+        if channel is None:
+            return await subscriber_client(self.client)
+        if self._subscribed_once:
+            self._schedule_refresh()  # a resubscription: the shard may have moved
+        self._subscribed_once = True
+        await self._discover()
+        return await subscriber_client(self.client, self._node(key_slot(channel.encode())))
 
     async def release_subscriber(self, client: Any) -> None:
         await close_subscriber(client)
@@ -371,10 +408,14 @@ class AsyncClusterL2(AsyncL2):
         return ",".join(sorted(ids))
 
     async def _node_run_id(self, node: Any) -> str:
+        return await self._node_info(node, "run_id")
+
+    async def _node_info(self, node: Any, field: str) -> str:
+        """One field of a node's INFO server."""
         pool = self._node_pool(node)
         connection = await pool.take()
         try:
-            await connection.send_command("INFO", "server")
+            await send_packed(connection, _INFO_SERVER)
             info = await connection.read_response()
         except BaseException:
             await pool.drop(connection)
@@ -382,7 +423,7 @@ class AsyncClusterL2(AsyncL2):
         pool.give(connection)
         text = info.decode() if isinstance(info, bytes) else str(info)
         for line in text.splitlines():
-            if line.startswith("run_id:"):
+            if line.startswith(field + ":"):
                 return line.split(":", 1)[1].strip()
         return ""
 
@@ -413,6 +454,7 @@ class AsyncClusterL2(AsyncL2):
 
     async def close(self) -> None:
         for pool in self._node_pools.values():
+            pool.closed = True
             await pool.clear()
         self._node_pools.clear()
         await close_node_clients(self._node_clients)

@@ -14,6 +14,7 @@ from typing import Any, TypeAlias, TypeVar
 
 __all__ = [
     "SCHEDULED",
+    "Alarm",
     "Background",
     "BackgroundRefreshes",
     "ConnectionSlots",
@@ -25,7 +26,9 @@ __all__ = [
     "call_later",
     "call_loader",
     "current_loop",
+    "dial",
     "is_our_kind",
+    "send_packed",
     "sleep",
     "spawn",
 ]
@@ -219,3 +222,58 @@ def current_loop() -> object:
     """What connections and background tasks are bound to: the running event loop here
     (the threaded shell has one binding for the life of the process)."""
     return asyncio.get_running_loop()
+
+
+async def send_packed(connection: Any, packed: bytes) -> None:
+    """Write one buffer of commands on a redis-py connection.
+
+    redis-py writes under ``asyncio.wait_for``, which on Python 3.11 returns normally
+    when a cancellation lands just as the write completes: the caller's task would
+    run on with the cancellation swallowed (issue 20, item 5: a cancelled call that
+    returned a value seconds later). The cancellation is honoured here instead.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    await connection.send_packed_command([packed], False)
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError()
+
+
+_DIALS: set[asyncio.Task[None]] = set()
+
+
+async def dial(connection: Any, keep: Callable[[Any], bool]) -> None:
+    """Connect a new redis-py connection (TCP, TLS, AUTH, HELLO: several round trips).
+
+    The handshake runs in a task of its own: a caller cancelled meanwhile stops
+    waiting at once (redis-py's handshake would swallow the cancellation, as in
+    :func:`send_packed`), and the connection, once ready, goes to ``keep`` (the
+    pool's free list) for the next caller instead of being thrown away, or is closed
+    if ``keep`` refuses it (the pool was closed meanwhile).
+    """
+    task = asyncio.get_running_loop().create_task(connection.connect())
+    _DIALS.add(task)
+    task.add_done_callback(_DIALS.discard)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+
+        def ready(done: asyncio.Task[None]) -> None:
+            if done.cancelled() or done.exception() is not None or keep(connection):
+                return
+            closing = done.get_loop().create_task(connection.disconnect(nowait=True))
+            _DIALS.add(closing)
+            closing.add_done_callback(_DIALS.discard)
+
+        task.add_done_callback(ready)
+        raise
+
+
+class Alarm:
+    """A sleep that :meth:`ring` cuts short (here a task is cancelled instead: a plain sleep)."""
+
+    async def wait(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def ring(self) -> None:
+        return None

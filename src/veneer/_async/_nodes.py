@@ -12,6 +12,7 @@ import redis.asyncio as redis_client
 __all__ = [
     "close_node_clients",
     "close_subscriber",
+    "discover_topology",
     "node_client",
     "node_connection_factory",
     "refresh_topology",
@@ -22,6 +23,12 @@ __all__ = [
 def node_connection_factory(client: Any, node: Any) -> Callable[[], Any]:
     """New connections to ``node`` with the cluster's settings (TLS, auth, READONLY)."""
     return lambda: node.connection_class(**node.connection_kwargs)
+
+
+async def discover_topology(client: Any) -> None:
+    """The first slot map, through the client's own initialize(): its aclose() then
+    closes the nodes it dialled (a bare nodes_manager.initialize() would leave them)."""
+    await client.initialize()
 
 
 async def refresh_topology(client: Any) -> None:
@@ -48,10 +55,11 @@ async def close_node_clients(cache: dict[str, Any]) -> None:
     cache.clear()
 
 
-async def subscriber_client(client: Any) -> Any:
-    """A plain client to one primary: classic PUBLISH reaches subscribers on every node."""
+async def subscriber_client(client: Any, node: Any = None) -> Any:
+    """A plain client to ``node`` (the owner of a sharded channel's slot), or to any
+    primary: classic PUBLISH reaches subscribers on every node."""
     await client.initialize()  # the asyncio cluster client learns its nodes lazily
-    return _plain_client(random.choice(client.get_primaries()))
+    return _plain_client(node or random.choice(client.get_primaries()))
 
 
 async def close_subscriber(client: Any) -> None:

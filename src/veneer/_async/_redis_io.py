@@ -41,7 +41,15 @@ from .._breaker import CircuitBreaker
 from .._errors import ConfigurationError
 from .._fork import park
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
-from ._concurrency import ConnectionSlots, Flight, LeaderGone, call_later, current_loop
+from ._concurrency import (
+    ConnectionSlots,
+    Flight,
+    LeaderGone,
+    call_later,
+    current_loop,
+    dial,
+    send_packed,
+)
 
 __all__ = [
     "REDIS_ERRORS",
@@ -94,14 +102,56 @@ _PING = b"*1\r\n$4\r\nPING\r\n"
 PROBE_TRIES = 3
 REGISTRY_SIZE = 1000
 
-# Every script touches one value key and its lease, which share a hash slot.
-# A miss reads the value again and, if it is missing (or the caller found it
-# unusable: ARGV[3] = '1'), takes the lease. Returns {lease taken, value}.
-# veneer writes every lease with a TTL: a lease without one was written by
-# something else and is taken over; one that lives longer than this caller's
-# leases is cut to that, so a hostile lease stalls callers at most one lease_ttl.
+# Leases. A miss takes its lease in the value's own slot, in the round trip that
+# reads it: ``SET value <mark> NX PX heartbeat GET`` answers with the value (a hit,
+# nothing written), with nothing (the lease is ours: the slot holds our mark), or
+# with another caller's mark (wait). A fill replaces our mark with the entry. A
+# second kind of lease, in the lease key ``{ns:key}:lease``, guards a refresh of a
+# value that is still there (stale, or unusable bytes). An invalidation deletes
+# the value slot and the lease key in one DEL, which revokes both kinds. Every
+# lease lives ``lease_heartbeat`` unless its live holder renews it (RENEW_LEASE):
+# one taken by a call that already gave up (timed out, cancelled) dies quickly.
+# Every script touches one value key and its lease key, which share a hash slot.
+
+# The lease-get for servers without ``SET ... NX GET`` (before Redis 7.0), and the
+# poll of a waiter. Returns {state, value}: 0 the value slot's bytes (an entry, or
+# someone's mark), 1 the lease is ours now, 2 a refresh holds the lease key (wait
+# for its fill). A lease without a TTL, or one that lives longer than any live
+# holder's (renewals set ``heartbeat``, ARGV[2]), was written by something else and
+# is taken over or cut, so a hostile lease stalls callers at most one heartbeat.
+LEASE_GET = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl > tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  elseif ttl == -1 then
+    redis.call('DEL', KEYS[2])
+    ttl = -2
+  end
+  if ttl ~= -2 then return {2, false} end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1, false}
+end
+if string.len(v) == 18 and string.sub(v, 1, 2) == '\\0L' then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl == -1 then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return {1, false}
+  elseif ttl > tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+end
+return {0, v}
+"""
+# The lease key, past bytes that are there but unusable (ARGV[3] = '1': corrupt, or
+# invalidated by a stamp): returns {lease taken, value}. A mark in the value slot is
+# someone's lease already: wait for it. veneer writes every lease with a TTL: a
+# lease without one was written by something else and is taken over; one that
+# lives longer than this caller's leases is cut to that.
 GET_OR_LEASE = """
 local v = redis.call('GET', KEYS[1])
+if v and string.len(v) == 18 and string.sub(v, 1, 2) == '\\0L' then return {0, v} end
 local got = 0
 if ARGV[3] == '1' or not v then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -118,10 +168,11 @@ if ARGV[3] == '1' or not v then
 end
 return {got, v}
 """
-# A fill lands only while its token is still the lease: an invalidation (which
-# deletes the lease) or a newer holder makes it fail.
+# A fill lands only while its lease is still there: our mark in the value slot, or
+# our token in the lease key. An invalidation (which deletes both) or a newer
+# holder makes it fail.
 FILL_WITH_LEASE = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then
+if redis.call('GET', KEYS[1]) == ARGV[4] or redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   redis.call('DEL', KEYS[2])
   return 1
@@ -141,7 +192,13 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+return 0
+"""
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 return 0
 """
 # An explicit set is authoritative: it revokes any fill in flight.
@@ -249,14 +306,6 @@ Op = tuple[bytes, Callable[[Any], Awaitable[None]]]
 Command = tuple[bytes, bytes, int]
 
 
-def _script_op(script: Any, keys: list[bytes], args: list[Any]) -> Callable[[Any], Awaitable[None]]:
-    async def add(pipe: Any) -> None:
-        # On a plain pipeline redis-py loads the script if the server lacks it.
-        await script(keys=keys, args=args, client=pipe)
-
-    return add
-
-
 def parse_stamp(reply: Any) -> int:
     """A stamp's version, or 0 for bytes that are not one (0 is never a valid version:
     :func:`new_version` makes odd 63-bit numbers). Whoever can write to Redis must not
@@ -350,7 +399,7 @@ class LeanPool:
     forked child the old ones are forgotten, never used.
     """
 
-    __slots__ = ("_bound", "_factory", "_free", "_pid", "limit", "slots", "timeout")
+    __slots__ = ("_bound", "_factory", "_free", "_pid", "closed", "limit", "slots", "timeout")
 
     def __init__(self, factory: Callable[[], Any], limit: int, timeout: float) -> None:
         self._factory = factory
@@ -360,6 +409,7 @@ class LeanPool:
         self.slots = ConnectionSlots(limit, timeout)
         self._bound: object = None
         self._pid = os.getpid()
+        self.closed = False
 
     def _rebind(self) -> None:
         """A new event loop (or a forked child): the old one's sockets are unusable here, and
@@ -393,7 +443,21 @@ class LeanPool:
         try:
             return self._free.pop()
         except IndexError:
-            return self._factory()  # connects on its first command
+            pass
+        connection = self._factory()
+        try:
+            await dial(connection, self._keep)
+        except BaseException:
+            self.slots.release()
+            raise
+        return connection
+
+    def _keep(self, connection: Any) -> bool:
+        """A connection dialled for a caller that stopped waiting: for the next one."""
+        if self.closed or self._pid != os.getpid():
+            return False
+        self._free.append(connection)
+        return True
 
     def give(self, connection: Any) -> None:
         self._free.append(connection)
@@ -428,6 +492,7 @@ class AsyncL2:
         replica_wait: float = 0.05,
         max_connections: int = 32,
         pool_timeout: float = 1.0,
+        sharded_pubsub: bool | None = None,
     ) -> None:
         self.client = client
         self.breaker = breaker
@@ -438,12 +503,15 @@ class AsyncL2:
         self._owns_client = owns_client
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
-        # Scripts for components and batches on the redis-py client path.
-        self._get_or_lease = client.register_script(GET_OR_LEASE)
-        self._fill_with_lease = client.register_script(FILL_WITH_LEASE)
+        self._sharded_option = sharded_pubsub
         self._lean_get_or_lease = LeanScript(GET_OR_LEASE)
+        self._lean_lease_get = LeanScript(LEASE_GET)
         self._lean_fill_with_lease = LeanScript(FILL_WITH_LEASE)
         self._lean_release_lease = LeanScript(RELEASE_LEASE)
+        self._lean_renew_lease = LeanScript(RENEW_LEASE)
+        # SET ... NX GET (Redis 7.0+): the lease-get in one command, without Lua. False
+        # once a server refused its syntax: the Lua script instead, after a GET.
+        self.lease_on_read = True
         self._lean_set_and_revoke = LeanScript(SET_AND_REVOKE)
         self._lean_claim_refresh = LeanScript(CLAIM_REFRESH)
         pool = getattr(client, "connection_pool", None)
@@ -592,9 +660,14 @@ class AsyncL2:
             self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
         pool = self.pool
-        connection = await pool.take()
         try:
-            await connection.send_packed_command([packed], False)
+            connection = await pool.take()
+        except _HEALTH_FAILURES as exc:  # the dial failed
+            breaker.record_failure(refused=_refused(exc))
+            await self._after_failure()
+            raise
+        try:
+            await send_packed(connection, packed)
             out = (
                 await _read(connection)
                 if replies == 1
@@ -685,23 +758,72 @@ class AsyncL2:
         reply = (await self._batch([(key, pack("SET", key, data, "PX", px), 1)]))[0]
         _first_error([reply])
 
+    async def lease_get(
+        self, key: bytes, lease: bytes, mark: bytes, lease_px: int
+    ) -> tuple[bytes | None, bool]:
+        """Read ``key`` and, if it is absent, put our lease ``mark`` there, in one round
+        trip: ``(bytes there, refreshing)``. ``(None, False)``: the lease is ours.
+        ``(None, True)``: a refresh holds the lease key, wait for its fill (which also
+        replaces our mark). Otherwise the bytes there: an entry, or someone's mark.
+
+        Two plain commands while the server has ``SET ... NX GET`` (Redis 7.0): a hit
+        costs about what a GET costs (``benchmarks/hit_path.py``); the Lua twin otherwise.
+        """
+        if self.lease_on_read:
+            packed = pack("SET", key, mark, "NX", "PX", lease_px, "GET") + pack("GET", lease)
+            reply, holder = await self._batch([(key, packed, 2)])
+            if not isinstance(reply, ResponseError):
+                return reply, reply is None and holder is not None
+            if "syntax" not in str(reply).lower():
+                raise reply  # refused (out of memory, no permission): the caller reads instead
+            self.lease_on_read = False
+        return await self.poll_lease(key, lease, mark, lease_px)
+
+    async def poll_lease(
+        self, key: bytes, lease: bytes, mark: bytes, lease_px: int
+    ) -> tuple[bytes | None, bool]:
+        """The lease-get of a waiter, as :meth:`lease_get` answers; leases that outlive any
+        live holder's (``lease_px``) are cut to that (see LEASE_GET)."""
+        state, value = await self._script(self._lean_lease_get, [key, lease], [mark, lease_px])
+        return (value if state == 0 else None), state == 2
+
     async def get_or_lease(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, force: bool
     ) -> tuple[bool, bytes | None]:
-        """``(lease taken, value or None)`` in one round trip."""
+        """The lease key: ``(lease taken, value or None)`` in one round trip."""
         reply = await self._script(
             self._lean_get_or_lease, [key, lease], [token, lease_px, b"1" if force else b"0"]
         )
         return bool(reply[0]), reply[1]
 
-    async def get_or_lease_many(
-        self, pairs: list[tuple[bytes, bytes]], token: bytes, lease_px: int
-    ) -> list[tuple[bool, bytes | None]]:
-        script = self._lean_get_or_lease
-        replies = await self._scripts(
-            [(script, [key, lease], [token, lease_px, b"0"]) for key, lease in pairs]
-        )
-        return [(bool(r[0]), r[1]) for r in replies]
+    async def lease_get_many(
+        self, pairs: list[tuple[bytes, bytes]], mark: bytes, lease_px: int
+    ) -> list[tuple[bytes | None, bool]]:
+        """:meth:`lease_get` for a batch of (value key, lease key), in one round trip (one
+        per node), answered the same way."""
+        if self.lease_on_read:
+            replies = await self._batch(
+                [
+                    (
+                        key,
+                        pack("SET", key, mark, "NX", "PX", lease_px, "GET") + pack("GET", lease),
+                        2,
+                    )
+                    for key, lease in pairs
+                ]
+            )
+            refused = next((r for r in replies if isinstance(r, ResponseError)), None)
+            if refused is None:
+                return [
+                    (reply, reply is None and holder is not None)
+                    for reply, holder in zip(replies[::2], replies[1::2], strict=True)
+                ]
+            if "syntax" not in str(refused).lower():
+                raise refused
+            self.lease_on_read = False
+        script = self._lean_lease_get
+        states = await self._scripts([(script, [k, lk], [mark, lease_px]) for k, lk in pairs])
+        return [((value if state == 0 else None), state == 2) for state, value in states]
 
     async def claim_refresh(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, expected_head: bytes
@@ -714,22 +836,30 @@ class AsyncL2:
         return bool(reply)
 
     async def fill_with_lease(
-        self, key: bytes, lease: bytes, token: bytes, data: bytes, px: int
+        self, key: bytes, lease: bytes, token: bytes, mark: bytes, data: bytes, px: int
     ) -> bool:
-        reply = await self._script(self._lean_fill_with_lease, [key, lease], [token, data, px])
+        reply = await self._script(
+            self._lean_fill_with_lease, [key, lease], [token, data, px, mark]
+        )
         return bool(reply)
 
     async def fill_many_with_lease(
-        self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes
+        self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes, mark: bytes
     ) -> list[bool]:
         script = self._lean_fill_with_lease
         replies = await self._scripts(
-            [(script, [key, lease], [token, data, px]) for key, lease, data, px in items]
+            [(script, [key, lease], [token, data, px, mark]) for key, lease, data, px in items]
         )
         return [bool(r) for r in replies]
 
-    async def release_lease(self, lease: bytes, token: bytes) -> None:
-        await self._script(self._lean_release_lease, [lease], [token])
+    async def release_lease(self, key: bytes, lease: bytes, token: bytes, mark: bytes) -> None:
+        await self._script(self._lean_release_lease, [key, lease], [token, mark])
+
+    async def renew_leases(self, leases: list[tuple[bytes, bytes, bytes, bytes]], px: int) -> None:
+        """Extend leases still held (value key, lease key, token, mark) by ``px``, in one
+        round trip per node; a lease that is gone (filled, revoked) is left alone."""
+        script = self._lean_renew_lease
+        await self._scripts([(script, [k, lk], [t, m, px]) for k, lk, t, m in leases])
 
     async def set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
         await self._script(self._lean_set_and_revoke, [key, lease], [data, px])
@@ -847,9 +977,10 @@ class AsyncL2:
         transaction: when Redis refuses the INCR (out of memory) the message still
         goes out, and the subscriber only sees a gap that is not there (safe side).
         """
+        publish = "SPUBLISH" if await self.sharded_broadcast() else "PUBLISH"
         packed = pack("INCRBY", counter, 1) + pack("EXPIRE", counter, ex)
-        packed += pack("PUBLISH", channel.encode(), message)
-        replies = await self._batch([(counter, packed, 3)])
+        packed += pack(publish, channel.encode(), message)
+        replies = await self._batch([(counter, packed, 3)])  # (the channel's slot, too)
         if isinstance(replies[2], ResponseError):
             raise replies[2]  # the message itself was refused (an INCR refusal is safe)
 
@@ -859,7 +990,12 @@ class AsyncL2:
         reply = await self.client.get(counter)
         return int(reply or 0)
 
-    async def subscriber(self) -> Any:
+    async def sharded_broadcast(self) -> bool:
+        """Whether invalidations travel by sharded pub/sub (SPUBLISH / SSUBSCRIBE): only
+        when asked for on one server, where it gains nothing (see docs/cluster.md)."""
+        return bool(self._sharded_option)
+
+    async def subscriber(self, channel: str | None = None) -> Any:
         """A client to subscribe with (here: this endpoint's own client)."""
         return self.client
 
@@ -883,6 +1019,8 @@ class AsyncL2:
         return str(info.get("run_id", ""))
 
     async def close(self) -> None:
+        for pool in self.pools():
+            pool.closed = True
         await self.pool.clear()
         if self._owns_client:
             await self.client.aclose()

@@ -26,10 +26,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._breaker import BreakerState, CircuitBreaker
 from .._fork import park
-from ._concurrency import call_later
+from ._concurrency import call_later, send_packed
 from ._nodes import (
     close_node_clients,
     close_subscriber,
+    discover_topology,
     node_client,
     node_connection_factory,
     refresh_topology,
@@ -52,6 +53,15 @@ from ._redis_io import (
 __all__ = ["ClusterL2", "TopologyChanged"]
 
 _REFRESH_EVERY = 0.5  # seconds between slot-map refreshes at most
+_INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``7.0.15`` as (7, 0, 15); what does not parse sorts first (no sharded pub/sub)."""
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
 
 
 class TopologyChanged(RedisConnectionError):
@@ -69,6 +79,7 @@ class ClusterL2(L2):
         replica_wait: float = 0.05,
         max_connections: int = 32,
         pool_timeout: float = 1.0,
+        sharded_pubsub: bool | None = None,
     ) -> None:
         super().__init__(
             client,
@@ -77,7 +88,10 @@ class ClusterL2(L2):
             replica_wait=replica_wait,
             max_connections=max_connections,
             pool_timeout=pool_timeout,
+            sharded_pubsub=sharded_pubsub,
         )
+        self._sharded: bool | None = sharded_pubsub
+        self._subscribed_once = False
         self._breaker_for = breaker_for
         self._node_breakers: dict[str, CircuitBreaker] = {}
         self._node_pools: dict[str, LeanPool] = {}
@@ -144,7 +158,7 @@ class ClusterL2(L2):
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
         elif not self.client.nodes_manager.slots_cache:
             try:
-                refresh_topology(self.client)
+                discover_topology(self.client)
             except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
 
@@ -235,10 +249,14 @@ class ClusterL2(L2):
             self._probe_soon(breaker)
             raise CircuitOpen(f"circuit breaker for {node.name} is open")
         pool = self._node_pool(node)
-        connection = pool.take()
+        try:
+            connection = pool.take()
+        except _HEALTH_FAILURES as exc:  # the dial failed
+            self._failed(node, None, None, exc)
+            raise
         self.round_trips += 1
         try:
-            connection.send_packed_command([packed], False)  # connects if needed
+            send_packed(connection, packed)
         except BaseException as exc:
             self._failed(node, pool, connection, exc)
             raise
@@ -358,8 +376,27 @@ class ClusterL2(L2):
 
     # ------------------------------------------------------------- broadcast
 
-    def subscriber(self) -> Any:
-        return subscriber_client(self.client)
+    def sharded_broadcast(self) -> bool:
+        """Sharded pub/sub unless asked otherwise, when every primary has it (Redis 7.0+):
+        a classic PUBLISH crosses the cluster bus to every node, an SPUBLISH stays in the
+        channel's shard (docs/cluster.md has the numbers). Decided once per cache."""
+        if self._sharded is None:
+            self._discover()
+            versions = [
+                self._node_info(node, "redis_version") for node in self.client.get_primaries()
+            ]
+            self._sharded = all(_version(v) >= (7, 0) for v in versions)
+        return self._sharded
+
+    def subscriber(self, channel: str | None = None) -> Any:
+        """A client to the owner of ``channel``'s slot (sharded), or to any primary."""
+        if channel is None:
+            return subscriber_client(self.client)
+        if self._subscribed_once:
+            self._schedule_refresh()  # a resubscription: the shard may have moved
+        self._subscribed_once = True
+        self._discover()
+        return subscriber_client(self.client, self._node(key_slot(channel.encode())))
 
     def release_subscriber(self, client: Any) -> None:
         close_subscriber(client)
@@ -372,10 +409,14 @@ class ClusterL2(L2):
         return ",".join(sorted(ids))
 
     def _node_run_id(self, node: Any) -> str:
+        return self._node_info(node, "run_id")
+
+    def _node_info(self, node: Any, field: str) -> str:
+        """One field of a node's INFO server."""
         pool = self._node_pool(node)
         connection = pool.take()
         try:
-            connection.send_command("INFO", "server")
+            send_packed(connection, _INFO_SERVER)
             info = connection.read_response()
         except BaseException:
             pool.drop(connection)
@@ -383,7 +424,7 @@ class ClusterL2(L2):
         pool.give(connection)
         text = info.decode() if isinstance(info, bytes) else str(info)
         for line in text.splitlines():
-            if line.startswith("run_id:"):
+            if line.startswith(field + ":"):
                 return line.split(":", 1)[1].strip()
         return ""
 
@@ -414,6 +455,7 @@ class ClusterL2(L2):
 
     def close(self) -> None:
         for pool in self._node_pools.values():
+            pool.closed = True
             pool.clear()
         self._node_pools.clear()
         close_node_clients(self._node_clients)

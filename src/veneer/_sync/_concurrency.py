@@ -16,6 +16,7 @@ from typing import Any, TypeAlias, TypeVar
 
 __all__ = [
     "SCHEDULED",
+    "Alarm",
     "Background",
     "BackgroundRefreshes",
     "ConnectionSlots",
@@ -27,7 +28,9 @@ __all__ = [
     "call_later",
     "call_loader",
     "current_loop",
+    "dial",
     "is_our_kind",
+    "send_packed",
     "sleep",
     "spawn",
 ]
@@ -207,3 +210,29 @@ def current_loop() -> object:
     """What connections are bound to: one binding for the life of the process here (the
     asyncio shell binds them to the running event loop)."""
     return _PROCESS
+
+
+def dial(connection: Any, keep: Callable[[Any], bool]) -> None:
+    """Connect a new redis-py connection (the asyncio twin survives its caller's
+    cancellation and hands the connection to ``keep``)."""
+    connection.connect()
+
+
+def send_packed(connection: Any, packed: bytes) -> None:
+    """Write one buffer of commands on a redis-py connection (connecting if needed); the
+    asyncio twin also guards against a swallowed cancellation."""
+    connection.send_packed_command([packed], False)
+
+
+class Alarm:
+    """A sleep that :meth:`ring` cuts short, so a stopping thread does not make ``close()``
+    wait out its period (the asyncio twin cancels its task instead)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wait(self, seconds: float) -> None:
+        self._event.wait(seconds)
+
+    def ring(self) -> None:
+        self._event.set()

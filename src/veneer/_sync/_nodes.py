@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "close_node_clients",
     "close_subscriber",
+    "discover_topology",
     "node_client",
     "node_connection_factory",
     "refresh_topology",
@@ -21,6 +22,11 @@ def node_connection_factory(client: Any, node: Any) -> Callable[[], Any]:
     """New connections to ``node`` with the cluster's settings (TLS, auth, READONLY)."""
     pool = client.get_redis_connection(node).connection_pool
     return lambda: pool.connection_class(**pool.connection_kwargs)
+
+
+def discover_topology(client: Any) -> None:
+    """The first slot map (the threaded cluster client reads it when built)."""
+    client.nodes_manager.initialize()
 
 
 def refresh_topology(client: Any) -> None:
@@ -37,9 +43,10 @@ def close_node_clients(cache: dict[str, Any]) -> None:
     cache.clear()
 
 
-def subscriber_client(client: Any) -> Any:
-    """A plain client to one primary: classic PUBLISH reaches subscribers on every node."""
-    return client.get_redis_connection(random.choice(client.get_primaries()))
+def subscriber_client(client: Any, node: Any = None) -> Any:
+    """A plain client to ``node`` (the owner of a sharded channel's slot), or to any
+    primary: classic PUBLISH reaches subscribers on every node."""
+    return client.get_redis_connection(node or random.choice(client.get_primaries()))
 
 
 def close_subscriber(client: Any) -> None:
