@@ -7,11 +7,16 @@ Starts a 3-primary cluster (no replicas) and one standalone server, then:
    ``RedisCluster.mget_nonatomic``, same keys, same values;
 2. PUBLISH against SPUBLISH latency on the cluster (the invalidation channel);
 3. throughput of a skewed read load (4 processes, L1 off so every read reaches
-   Redis) on 1 node against the 3-primary cluster.
+   Redis) on 1 node against the 3-primary cluster;
+4. the whole cost of one invalidation message on 3 and 6 primaries, classic
+   PUBLISH against sharded SPUBLISH: publisher latency, server CPU and bytes
+   written summed over every node (``/proc/<pid>/io``), cluster-bus messages
+   (``python benchmarks/cluster.py --only fanout`` runs this part alone).
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import random
 import sys
@@ -102,7 +107,91 @@ def throughput(url: str, processes: int = 4, seconds: float = 5.0) -> float:
     return total / seconds
 
 
+def _server_totals(cluster: LocalCluster) -> tuple[float, int, int]:
+    """(CPU seconds, bytes written, cluster-bus messages sent) summed over every node."""
+    cpu = 0.0
+    written = 0
+    bus = 0
+    for server in cluster.servers:
+        assert server.proc is not None
+        client = server.client()
+        info = client.info("cpu")
+        cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        stats = client.execute_command("CLUSTER", "INFO")
+        text = stats.decode() if isinstance(stats, bytes) else str(stats)
+        for line in text.splitlines():
+            if line.startswith(
+                ("cluster_stats_messages_publish_sent", "cluster_stats_messages_publishshard_sent")
+            ):
+                bus += int(line.split(":")[1])
+        client.close()
+        for line in Path(f"/proc/{server.proc.pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                written += int(line.split()[1])
+    return cpu, written, bus
+
+
+def fanout(primaries: int, messages: int = 3000) -> dict[str, tuple[float, float, float, float]]:
+    """Per invalidation, classic and sharded: publisher us, server CPU us (all nodes), bytes
+    written (all nodes), bus messages. One subscriber per primary, as processes spread."""
+    cluster = LocalCluster(primaries=primaries, replicas=0)
+    out: dict[str, tuple[float, float, float, float]] = {}
+    try:
+        raw = cluster.client()
+        channel = "veneer:inv:{bench}"
+        payload = msgspec.msgpack.encode(("0123456789abcdef", "k", "user:12345", 0))
+        subscribers = []
+        owner = raw.get_node_from_key(channel)
+        for mode in ("classic", "sharded"):
+            for node in raw.get_primaries():
+                sub = raw.get_redis_connection(owner if mode == "sharded" else node).pubsub()
+                if mode == "sharded":
+                    sub.ssubscribe(channel)
+                else:
+                    sub.subscribe(channel)
+                subscribers.append(sub)
+            publish = raw.spublish if mode == "sharded" else raw.publish
+            for _ in range(200):
+                publish(channel, payload)
+            time.sleep(0.2)
+            cpu0, written0, bus0 = _server_totals(cluster)
+            started = time.perf_counter()
+            for _ in range(messages):
+                publish(channel, payload)
+            seconds = time.perf_counter() - started
+            time.sleep(0.2)  # the bus delivers after the reply
+            cpu1, written1, bus1 = _server_totals(cluster)
+            out[mode] = (
+                seconds / messages * 1e6,
+                (cpu1 - cpu0) / messages * 1e6,
+                (written1 - written0) / messages,
+                (bus1 - bus0) / messages,
+            )
+            for sub in subscribers:
+                sub.close()
+            subscribers.clear()
+        raw.close()
+    finally:
+        cluster.stop()
+    return out
+
+
+def fanout_report() -> None:
+    print("\none invalidation message (40 B), per message, summed over every node")
+    print(f"  {'primaries':>9} {'mode':<8} {'publish us':>10} {'server CPU us':>13} "
+          f"{'bytes written':>13} {'bus msgs':>8}")  # fmt: skip
+    for primaries in (3, 6):
+        for mode, (latency, cpu, written, bus) in fanout(primaries).items():
+            print(f"  {primaries:>9} {mode:<8} {latency:>10.1f} {cpu:>13.1f} {written:>13.0f} "
+                  f"{bus:>8.2f}")  # fmt: skip
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=["fanout"], help="run one part only")
+    if parser.parse_args().only == "fanout":
+        fanout_report()
+        return
     cluster = LocalCluster(primaries=3, replicas=0)
     single = RedisServer()
     try:
@@ -116,6 +205,7 @@ def main() -> None:
     finally:
         cluster.stop()
         single.stop()
+    fanout_report()
 
 
 if __name__ == "__main__":

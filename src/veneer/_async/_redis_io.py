@@ -648,6 +648,7 @@ class AsyncL2:
         are the parent's sockets), fresh breaker locks."""
         for pool in self.pools():
             pool.after_fork()
+        self._replicas_check = None  # a parent thread's INFO in flight
         for breaker in self.breakers():
             breaker.after_fork()
         forget_pool(getattr(self.client, "connection_pool", None))

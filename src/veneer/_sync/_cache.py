@@ -290,6 +290,7 @@ class Cache:
         self._l1.after_fork()
         self._l2.after_fork()
         self._keeper.after_fork()
+        self._stamps.after_fork()
         # The parent keeps retrying its own queued invalidations; sending them from
         # every child too would only repeat them.
         self._invalidations.pending.clear()

@@ -169,3 +169,8 @@ class StampBook:
     def forget(self) -> None:
         self._seq += 1
         self._known.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: fetches in flight belong to the parent's threads, which do
+        not exist here (joining one would wait forever)."""
+        self._fetching = {}
