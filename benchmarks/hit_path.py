@@ -57,12 +57,19 @@ def sync_benchmarks(url: str, number: int) -> None:
         )
         report("L1 hit (sync)", results, "cachetools.TTLCache.get")
 
-    with Cache.from_url(url, namespace="bench-l2", ttl=600, l1_size=0, stamp_ttl=600) as l2cache:
+    with (
+        Cache.from_url(url, namespace="bench-l2", ttl=600, l1_size=0, stamp_ttl=600) as l2cache,
+        Cache.from_url(
+            url, namespace="bench-l2n", ttl=600, l1_size=0, stamp_ttl=600, leases=False
+        ) as plain,
+    ):
         l2cache.get_or_load("k", lambda: ROW)
+        plain.get_or_load("k", lambda: ROW)
         results = compare(
             {
                 "redis-py GET + msgspec decode": lambda: decoder.decode(raw.get("bench:raw")),
                 "veneer get_or_load, L2 hit": lambda: l2cache.get_or_load("k", dict),
+                "veneer get_or_load, L2 hit, leases=False": lambda: plain.get_or_load("k", dict),
             },
             number,
         )
@@ -131,7 +138,14 @@ def async_benchmarks(url: str, number: int) -> None:
         raw = redis.asyncio.Redis.from_url(url)
         await raw.set("bench:araw", payload, ex=600)
         cache = AsyncCache.from_url(url, namespace="bench-al2", ttl=600, l1_size=0, stamp_ttl=600)
+        plain = AsyncCache.from_url(
+            url, namespace="bench-al2n", ttl=600, l1_size=0, stamp_ttl=600, leases=False
+        )
         await cache.get_or_load("k", lambda: ROW)
+        await plain.get_or_load("k", lambda: ROW)
+
+        async def plain_get() -> Any:
+            return await plain.get_or_load("k", dict)
 
         async def raw_get() -> Any:
             return decoder.decode(await raw.get("bench:araw"))
@@ -141,11 +155,13 @@ def async_benchmarks(url: str, number: int) -> None:
 
         async def cleanup() -> None:
             await cache.close()
+            await plain.close()
             await raw.aclose()
 
         cases: AsyncCases = {
             "redis.asyncio GET + msgspec decode": raw_get,
             "veneer AsyncCache.get_or_load, L2 hit": veneer_get,
+            "veneer AsyncCache.get_or_load, L2 hit, leases=False": plain_get,
         }
         return cases, cleanup
 

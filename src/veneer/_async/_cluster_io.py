@@ -309,6 +309,10 @@ class AsyncClusterL2(AsyncL2):
     async def _exchange(self, packed: bytes, replies: int) -> Any:
         raise NotImplementedError("on a cluster every command is routed: use _batch")
 
+    async def _one(self, key: bytes, packed: bytes, replies: int) -> Any:
+        out = await self._batch([(key, packed, replies)])
+        return out[0] if replies == 1 else out
+
     async def _batch(self, commands: list[Command]) -> list[Any]:
         await self._discover()
         by_node: dict[str, tuple[Any, list[int]]] = {}

@@ -1060,11 +1060,8 @@ class Cache:
             return []
 
     def _guarded_keys(self, key: str) -> tuple[bytes, bytes]:
-        layout = self._layout
-        return (
-            layout.value(key).encode(),
-            layout.lease(key).encode(),
-        )
+        value_key = self._layout.value(key).encode()
+        return value_key, value_key + b":lease"  # the lease key is the value key + ":lease"
 
     # ------------------------------------------------------------ invalidation
 

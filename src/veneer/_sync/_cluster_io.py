@@ -310,6 +310,10 @@ class ClusterL2(L2):
     def _exchange(self, packed: bytes, replies: int) -> Any:
         raise NotImplementedError("on a cluster every command is routed: use _batch")
 
+    def _one(self, key: bytes, packed: bytes, replies: int) -> Any:
+        out = self._batch([(key, packed, replies)])
+        return out[0] if replies == 1 else out
+
     def _batch(self, commands: list[Command]) -> list[Any]:
         self._discover()
         by_node: dict[str, tuple[Any, list[int]]] = {}
