@@ -59,6 +59,8 @@ from ._concurrency import (
     SourceBulkhead,
     call_later,
     call_loader,
+    current_loop,
+    on_loop_end,
     sleep,
 )
 from ._decorator import AsyncCachedFunction, cached_decorator
@@ -278,25 +280,55 @@ class AsyncCache:
                 sharded=self._l2.sharded_broadcast,
             )
         self._started = False
+        self._loop: object = None  # the event loop this cache's connections belong to
+        self._stop_guard: Callable[[], None] = lambda: None
         _fork.register(self)
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload, multiprocessing): the parent's threads,
         tasks, loads, locks and sockets are not this process's. Called by ``_fork``."""
-        self._flights = {}  # their leaders are threads that do not exist here
-        self._bulkhead = SourceBulkhead(self._bulkhead.limit, self._bulkhead.timeout)
-        self._refreshes = BackgroundRefreshes()
         self._l1.after_fork()
-        self._l2.after_fork()
-        self._keeper.after_fork()
-        self._stamps.after_fork()
+        self._forget_context()
         # The parent keeps retrying its own queued invalidations; sending them from
         # every child too would only repeat them.
         self._invalidations.pending.clear()
+
+    def _forget_context(self) -> None:
+        """Drop what belongs to another process (after a fork) or another event loop."""
+        self._flights = {}  # their leaders are threads or tasks that do not exist here
+        self._bulkhead = SourceBulkhead(self._bulkhead.limit, self._bulkhead.timeout)
+        self._refreshes = BackgroundRefreshes()
+        self._l2.after_fork()
+        self._keeper.after_fork()
+        self._stamps.after_fork()
         if self._subscriber is not None:
             self._subscriber.after_fork()
             self._started = False  # the next call subscribes this process
             self._on_lost()  # until then, L1 copies are not trusted as fresh
+
+    def _bind_loop(self) -> None:
+        """The first call on an event loop (asyncio.run called again, a loop per test): what
+        belonged to the previous loop is forgotten, and this loop's end closes what it
+        opened. The threaded shell has one binding for the process."""
+        if self._loop is not None:
+            self._forget_context()
+        self._loop = current_loop()
+        self._stop_guard()
+        self._stop_guard = on_loop_end(self._loop_ending)
+
+    async def _loop_ending(self) -> None:
+        """The loop shuts down (asyncio.run cancels every task at its end): close this loop's
+        connections and background work while it can still run them."""
+        try:
+            await self._refreshes.close()
+            await self._keeper.close()
+            if self._subscriber is not None:
+                await self._subscriber.close()
+                self._started = False
+            await self._l2.release_loop()
+        except Exception:  # a failing close must not fail the loop's shutdown
+            log.debug("veneer: closing the connections of an ending loop failed", exc_info=True)
+        self._loop = None
 
     # ------------------------------------------------------------------ reads
 
@@ -1124,6 +1156,8 @@ class AsyncCache:
     # --------------------------------------------------------------- broadcast
 
     def _start(self) -> None:
+        if self._loop is not current_loop():
+            self._bind_loop()
         if not self._started and self._subscriber is not None and not self._closed:
             self._started = True
             self._subscriber.start()
@@ -1309,7 +1343,10 @@ class AsyncCache:
         """Stop background work and close veneer's connections."""
         if self._closed:
             return
+        if self._loop is not current_loop():
+            self._bind_loop()  # (a close from another loop than the last call's)
         self._closed = True
+        self._stop_guard()
         await self._refreshes.close()
         await self._keeper.close()
         if self._invalidations.pending:

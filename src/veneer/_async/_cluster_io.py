@@ -29,7 +29,6 @@ from ._concurrency import call_later, send_packed
 from ._nodes import (
     close_node_clients,
     close_subscriber,
-    discover_topology,
     node_client,
     node_connection_factory,
     refresh_topology,
@@ -137,7 +136,9 @@ class AsyncClusterL2(AsyncL2):
         super().after_fork()  # the node pools, through pools()
         park(self._node_clients)
         self._node_clients = {}
-        for node in self.client.get_nodes():
+        manager = self.client.nodes_manager
+        nodes = {id(n): n for n in [*manager.nodes_cache.values(), *manager.startup_nodes.values()]}
+        for node in nodes.values():
             # redis-py's asyncio cluster keeps connections on its nodes (no pid check).
             if hasattr(node, "_free"):
                 park((node._connections, node._free))
@@ -148,6 +149,7 @@ class AsyncClusterL2(AsyncL2):
 
     async def _discover(self) -> None:
         """The asyncio cluster client learns its nodes on first use; lean reads need them."""
+        self._check_loop()
         if getattr(self.client, "_initialize", False):
             # Not started yet (the asyncio client starts lazily): its start-up also readies
             # the command parser that commands sent through it (not lean reads) route with.
@@ -157,7 +159,7 @@ class AsyncClusterL2(AsyncL2):
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
         elif not self.client.nodes_manager.slots_cache:
             try:
-                await discover_topology(self.client)
+                await refresh_topology(self.client)
             except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
 
@@ -393,6 +395,7 @@ class AsyncClusterL2(AsyncL2):
 
     async def subscriber(self, channel: str | None = None) -> Any:
         """A client to the owner of ``channel``'s slot (sharded), or to any primary."""
+        self._check_loop()
         if channel is None:
             return await subscriber_client(self.client)
         if self._subscribed_once:
@@ -455,6 +458,14 @@ class AsyncClusterL2(AsyncL2):
             sum(b.opened for b in breakers),
             max((b.seconds_open() for b in breakers), default=0.0),
         )
+
+    async def release_loop(self) -> None:
+        for pool in self._node_pools.values():
+            await pool.clear()
+        await close_node_clients(self._node_clients)
+        if self._owns_client:
+            await self.client.aclose()  # it dials again (and re-learns the map) on next use
+        self._client_loop = None
 
     async def close(self) -> None:
         for pool in self._node_pools.values():

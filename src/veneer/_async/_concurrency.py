@@ -28,6 +28,7 @@ __all__ = [
     "current_loop",
     "dial",
     "is_our_kind",
+    "on_loop_end",
     "send_packed",
     "sleep",
     "spawn",
@@ -277,3 +278,32 @@ class Alarm:
 
     def ring(self) -> None:
         return None
+
+
+_GUARDS: set[asyncio.Task[None]] = set()
+
+
+def on_loop_end(fn: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """Run ``fn`` while the running loop shuts down (``asyncio.run`` cancels every task at
+    its end, so a task waiting here runs ``fn`` with the loop still alive: connections
+    of that loop are closed by it, not left to a loop that is gone). Returns a cancel."""
+
+    async def guard() -> None:
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            if not cancelled:
+                await fn()
+
+    cancelled = False
+    task = asyncio.get_running_loop().create_task(guard(), name="veneer-loop-guard")
+    _GUARDS.add(task)
+    task.add_done_callback(_GUARDS.discard)
+
+    def cancel() -> None:
+        nonlocal cancelled
+        cancelled = True
+        if not task.get_loop().is_closed():  # (a loop closed with the task pending)
+            task.cancel()
+
+    return cancel

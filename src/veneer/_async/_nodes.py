@@ -12,7 +12,6 @@ import redis.asyncio as redis_client
 __all__ = [
     "close_node_clients",
     "close_subscriber",
-    "discover_topology",
     "node_client",
     "node_connection_factory",
     "refresh_topology",
@@ -23,12 +22,6 @@ __all__ = [
 def node_connection_factory(client: Any, node: Any) -> Callable[[], Any]:
     """New connections to ``node`` with the cluster's settings (TLS, auth, READONLY)."""
     return lambda: node.connection_class(**node.connection_kwargs)
-
-
-async def discover_topology(client: Any) -> None:
-    """The first slot map, through the client's own initialize(): its aclose() then
-    closes the nodes it dialled (a bare nodes_manager.initialize() would leave them)."""
-    await client.initialize()
 
 
 async def refresh_topology(client: Any) -> None:

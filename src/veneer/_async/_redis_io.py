@@ -521,6 +521,7 @@ class AsyncL2:
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
         self._sharded_option = sharded_pubsub
+        self._client_loop: object = None
         self._lean_get_or_lease = LeanScript(GET_OR_LEASE)
         self._lean_lease_get = LeanScript(LEASE_GET)
         self._lean_fill_with_lease = LeanScript(FILL_WITH_LEASE)
@@ -579,6 +580,7 @@ class AsyncL2:
             if not breaker.closed:
                 self._probe_soon(breaker)
                 raise CircuitOpen(f"circuit breaker for {breaker.name} is open")
+        self._check_loop()
         held: list[LeanPool] = []
         try:
             for pool in self._pools_for(routing):
@@ -660,9 +662,23 @@ class AsyncL2:
         await self.pool.clear()
         await self.client.connection_pool.disconnect(inuse_connections=False)
 
+    def _check_loop(self) -> None:
+        """redis-py's own pool (components, pub/sub, PING, INFO) is bound to the loop that
+        used it first: on another loop (asyncio.run called again), start it afresh."""
+        if self._client_loop is not current_loop():
+            if self._client_loop is not None:
+                self.after_fork()
+            self._client_loop = current_loop()
+
+    async def release_loop(self) -> None:
+        """The running loop shuts down: close the connections that belong to it."""
+        await self.pool.clear()
+        await self.client.connection_pool.disconnect()
+        self._client_loop = None
+
     def after_fork(self) -> None:
-        """In a forked child: none of the parent's connections (parked, not closed: they
-        are the parent's sockets), fresh breaker locks."""
+        """In a forked child (or on a new event loop): none of the old connections (parked,
+        not closed: they are the parent's sockets, or a gone loop's), fresh breaker locks."""
         for pool in self.pools():
             pool.after_fork()
         self._replicas_check = None  # a parent thread's INFO in flight
@@ -1008,6 +1024,7 @@ class AsyncL2:
     async def published(self, counter: bytes) -> int:
         """The count of published invalidations. Not behind the breaker: it is read right
         after the subscriber reconnected, which shows the server answers."""
+        self._check_loop()
         reply = await self.client.get(counter)
         return int(reply or 0)
 
@@ -1018,6 +1035,7 @@ class AsyncL2:
 
     async def subscriber(self, channel: str | None = None) -> Any:
         """A client to subscribe with (here: this endpoint's own client)."""
+        self._check_loop()
         return self.client
 
     async def release_subscriber(self, client: Any) -> None:
@@ -1025,6 +1043,7 @@ class AsyncL2:
 
     async def ping(self) -> None:
         """A direct PING (not behind the breaker): for ``check()``."""
+        self._check_loop()
         await self.client.ping()
 
     def describe(self) -> str:
@@ -1036,6 +1055,7 @@ class AsyncL2:
         Not behind the breaker: it is asked right after the subscriber reconnected,
         which shows the server answers even while the breaker still waits to probe.
         """
+        self._check_loop()
         info = await self.client.info("server")
         return str(info.get("run_id", ""))
 

@@ -30,6 +30,7 @@ __all__ = [
     "current_loop",
     "dial",
     "is_our_kind",
+    "on_loop_end",
     "send_packed",
     "sleep",
     "spawn",
@@ -236,3 +237,12 @@ class Alarm:
 
     def ring(self) -> None:
         self._event.set()
+
+
+def on_loop_end(fn: Callable[[], None]) -> Callable[[], None]:
+    """Nothing to watch in the threaded shell (no event loops); returns a no-op cancel."""
+    return _nothing
+
+
+def _nothing() -> None:
+    return None

@@ -10,7 +10,6 @@ from typing import Any
 __all__ = [
     "close_node_clients",
     "close_subscriber",
-    "discover_topology",
     "node_client",
     "node_connection_factory",
     "refresh_topology",
@@ -22,11 +21,6 @@ def node_connection_factory(client: Any, node: Any) -> Callable[[], Any]:
     """New connections to ``node`` with the cluster's settings (TLS, auth, READONLY)."""
     pool = client.get_redis_connection(node).connection_pool
     return lambda: pool.connection_class(**pool.connection_kwargs)
-
-
-def discover_topology(client: Any) -> None:
-    """The first slot map (the threaded cluster client reads it when built)."""
-    client.nodes_manager.initialize()
 
 
 def refresh_topology(client: Any) -> None:
