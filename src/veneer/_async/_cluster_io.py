@@ -44,6 +44,7 @@ from ._redis_io import (
     _pack_get,
     _pack_mget,
     _read,
+    _read_many,
     _refused,
     forget_pool,
 )
@@ -266,7 +267,9 @@ class AsyncClusterL2(AsyncL2):
     async def _receive(self, node: Any, connection: Any, replies: int) -> list[Any]:
         pool = self._node_pool(node)
         try:
-            out = [await _read(connection) for _ in range(replies)]
+            out = (
+                [await _read(connection)] if replies == 1 else await _read_many(connection, replies)
+            )
         except BaseException as exc:
             await self._failed(node, pool, connection, exc)
             raise

@@ -45,6 +45,7 @@ from ._redis_io import (
     _pack_get,
     _pack_mget,
     _read,
+    _read_many,
     _refused,
     forget_pool,
 )
@@ -267,7 +268,7 @@ class ClusterL2(L2):
     def _receive(self, node: Any, connection: Any, replies: int) -> list[Any]:
         pool = self._node_pool(node)
         try:
-            out = [_read(connection) for _ in range(replies)]
+            out = [_read(connection)] if replies == 1 else _read_many(connection, replies)
         except BaseException as exc:
             self._failed(node, pool, connection, exc)
             raise
