@@ -730,7 +730,7 @@ class AsyncCache:
         self,
         key: str,
         loader: Callable[[], Any],
-        ttl: float,
+        ttl: Ttl,
         tags: tuple[str, ...],
         seq: int,
         token: bytes | None,

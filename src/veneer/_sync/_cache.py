@@ -727,7 +727,7 @@ class Cache:
         self,
         key: str,
         loader: Callable[[], Any],
-        ttl: float,
+        ttl: Ttl,
         tags: tuple[str, ...],
         seq: int,
         token: bytes | None,
