@@ -60,12 +60,12 @@ def refresh(
         if not got:
             return default  # another caller is loading this key right now
     cache._counters.refreshes += 1
-    try:
+    if token is None:
         value, seconds = cache._load(loader)
-    except BaseException:
-        if token is not None:
-            cache._release(key, token)
-        raise
+    else:
+        # The lease lives a heartbeat unless renewed: renew it while the load runs (and
+        # free the key at once if the load fails).
+        value, seconds = cache._load_leased(key, loader, token)
     if value is None and not cache.options.cache_none:
         if token is not None:
             cache._release(key, token)
