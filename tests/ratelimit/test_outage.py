@@ -146,7 +146,11 @@ def test_an_outage_under_load_follows_the_policy_and_never_raises(
     slow = [(at, took) for at, took, _ in timeline.decisions
             if timeline.paused <= at < timeline.killed and took >= 0.9 * TIMEOUT]  # fmt: skip
     assert len(slow) <= 2 * CALLERS, slow  # about one per caller: those in flight
-    assert all(at < timeline.paused + 1.0 for at, _ in slow), slow  # then nothing
+    # Then nothing: a decision that still waited a deadline after the breaker opened would
+    # show up in the hundreds (8 callers, every millisecond); one or two late ones are the
+    # loaded machine descheduling a caller for a deadline's length, not a Redis wait.
+    late = [(at, took) for at, took in slow if at >= timeline.paused + 1.0]
+    assert len(late) <= 2, late
     settled = [d for at, _, d in timeline.decisions
                if timeline.paused + 0.5 <= at < timeline.killed]  # fmt: skip
     assert len(settled) > 100
