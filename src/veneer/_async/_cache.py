@@ -45,7 +45,7 @@ from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches, _refresh
+from . import _batches, _conditional, _refresh
 from ._access import AsyncRedisAccess
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
@@ -930,6 +930,32 @@ class AsyncCache:
             self._inv_seq += 1
             self._l1.discard(key)
         await self._invalidations.publish("k", key, 0)
+
+    async def add(
+        self, key: str, value: Any, /, *, ttl: float | None = None, tags: Sequence[str] = ()
+    ) -> bool:
+        """Write ``value`` only if ``key`` holds no live entry; True when written.
+
+        Atomic across processes (a compare-and-set on the key's slot). An entry
+        invalidated by its tag or the namespace counts as absent. False when Redis
+        is unreachable: nothing was written."""
+        return await _conditional.add(self, key, value, ttl, tags)
+
+    async def touch(self, key: str, /, *, ttl: float | None = None) -> bool:
+        """Give the live entry of ``key`` a new TTL from now; False when there is none
+        (or Redis is unreachable)."""
+        return await _conditional.touch(self, key, ttl)
+
+    async def incr(self, key: str, delta: int = 1, /) -> int:
+        """Add ``delta`` to the int entry of ``key`` atomically, keeping its expiry; the
+        new value. Raises KeyError (no live entry), TypeError (not an int) or
+        RedisUnavailable (Redis did not answer)."""
+        return await _conditional.incr(self, key, delta)
+
+    def get_local(self, key: str, /, default: Any = None) -> Any:
+        """This process's fresh in-process (L1) copy of ``key``, or ``default``. Never
+        waits: for callers that must not block (an event loop in front of a thread)."""
+        return _conditional.get_local(self, key, default)
 
     async def _fill(
         self,
