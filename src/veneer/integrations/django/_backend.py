@@ -43,8 +43,25 @@ _WARN_EVERY = 10.0
 
 
 def _loaded(value: Any) -> Any:
-    """A fresh copy of a container (every read decodes its own), a scalar as is."""
-    return value.load() if type(value) is Stored else value
+    """A fresh copy of a container (every read decodes its own), a scalar as is;
+    ``_MISSING`` for bytes that do not decode (a pickle of a class that moved, bytes
+    written by something else): a miss, never an exception in the app."""
+    if type(value) is not Stored:
+        return value
+    try:
+        return value.load()
+    except Exception as exc:
+        log.debug("veneer: unreadable cache entry treated as a miss: %r", exc)
+        return _MISSING
+
+
+def _loaded_many(made: dict[str, Any], found: dict[str, Any]) -> dict[Any, Any]:
+    out = {}
+    for key, stored in found.items():
+        value = _loaded(stored)
+        if value is not _MISSING:
+            out[made[key]] = value
+    return out
 
 
 class VeneerCache(BaseCache):  # type: ignore[misc]  # Django is untyped
@@ -103,18 +120,20 @@ class VeneerCache(BaseCache):  # type: ignore[misc]  # Django is untyped
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         value = self._cache.get(self.make_and_validate_key(key, version=version), default=_MISSING)
-        return default if value is _MISSING else _loaded(value)
+        if value is _MISSING:
+            return default
+        value = _loaded(value)
+        return default if value is _MISSING else value
 
     def get_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         made = {self.make_and_validate_key(key, version=version): key for key in keys}
         if not made:
             return {}
-        found = self._cache.get_many(made)
-        return {made[key]: _loaded(value) for key, value in found.items()}
+        return _loaded_many(made, self._cache.get_many(made))
 
     def has_key(self, key: Any, version: Any = None) -> bool:
         made = self.make_and_validate_key(key, version=version)
-        return self._cache.get(made, default=_MISSING) is not _MISSING
+        return _loaded(self._cache.get(made, default=_MISSING)) is not _MISSING
 
     def get_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
@@ -122,16 +141,20 @@ class VeneerCache(BaseCache):  # type: ignore[misc]  # Django is untyped
         made = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
         if ttl is None:  # nothing may be kept: the cached value, else the default
-            found = self._cache.get(made, default=_MISSING)
+            found = _loaded(self._cache.get(made, default=_MISSING))
             if found is not _MISSING:
-                return _loaded(found)
+                return found
             return default() if callable(default) else default
         if callable(default):
             stored = self._cache.get_or_load(made, lambda: self._store(default()), ttl=ttl)
         else:
             value = self._store(default)
             stored = self._cache.get_or_load(made, lambda: value, ttl=ttl)
-        return _loaded(stored)
+        found = _loaded(stored)
+        if found is _MISSING:  # an unreadable entry: drop it, the next call fills it again
+            self._cache.invalidate(made)
+            return default() if callable(default) else default
+        return found
 
     # ---------------------------------------------------------------- writes
 
@@ -207,7 +230,7 @@ class VeneerCache(BaseCache):  # type: ignore[misc]  # Django is untyped
         return self._delete(self.make_and_validate_key(key, version=version))
 
     def _delete(self, made: str) -> bool:
-        existed = self._cache.get(made, default=_MISSING) is not _MISSING
+        existed = _loaded(self._cache.get(made, default=_MISSING)) is not _MISSING
         self._cache.invalidate(made)
         return existed
 
@@ -240,28 +263,30 @@ class VeneerCache(BaseCache):  # type: ignore[misc]  # Django is untyped
         value = self._cache.get_local(made, _MISSING)
         if value is _MISSING:
             value = await _off_loop(self._cache.get, made, default=_MISSING)
-        return default if value is _MISSING else _loaded(value)
+        value = _loaded(value)
+        return default if value is _MISSING else value
 
     async def ahas_key(self, key: Any, version: Any = None) -> bool:
         made = self.make_and_validate_key(key, version=version)
-        if self._cache.get_local(made, _MISSING) is not _MISSING:
-            return True
-        return await _off_loop(self._cache.get, made, default=_MISSING) is not _MISSING
+        value = self._cache.get_local(made, _MISSING)
+        if value is _MISSING:
+            value = await _off_loop(self._cache.get, made, default=_MISSING)
+        return _loaded(value) is not _MISSING
 
     async def aget_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         made = {self.make_and_validate_key(key, version=version): key for key in keys}
         local = {k: self._cache.get_local(k, _MISSING) for k in made}
         if _MISSING in local.values():
             local = await _off_loop(self._cache.get_many, list(made))
-        return {made[k]: _loaded(v) for k, v in local.items()}
+        return _loaded_many(made, local)
 
     async def aget_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
     ) -> Any:
         made = self.make_and_validate_key(key, version=version)
-        value = self._cache.get_local(made, _MISSING)
+        value = _loaded(self._cache.get_local(made, _MISSING))
         if value is not _MISSING:
-            return _loaded(value)
+            return value
         # A callable default may use the ORM: run it where Django runs sync code.
         return await sync_to_async(self.get_or_set, thread_sensitive=callable(default))(
             key, default, timeout, version

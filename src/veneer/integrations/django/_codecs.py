@@ -145,9 +145,21 @@ def _prepared(value: Any) -> Any:
         return {_prepared(k): _prepared(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_prepared(item) for item in value]
-    # Subclasses of str, int, bytes (enums, say) are encoded as their base value;
-    # SafeString and responses go to the encoder's hook, the rest is refused there.
-    return value
+    if isinstance(value, str | int | float | bytes | bytearray | memoryview):
+        # Subclasses (str and int enums, say) travel as their base value; SafeString
+        # goes to the encoder's hook.
+        return value
+    if _is_response(value):
+        return value  # the encoder's hook
+    # msgspec would write dataclasses, Structs, enums as plain data, and they would
+    # come back as something else: refuse them like any other object.
+    raise TypeError(f"{value.__class__.__name__} objects have no safe msgpack form")
+
+
+def _is_response(value: Any) -> bool:
+    from django.http import HttpResponseBase
+
+    return isinstance(value, HttpResponseBase)
 
 
 def _packed(value: Any) -> bytes:
@@ -191,8 +203,9 @@ class DjangoCodec:
     """A veneer :class:`~veneer.Codec` whose values are the backend's stored forms.
 
     ``msgpack`` (codec id 1: the bytes are plain msgpack, readable by any veneer
-    cache with the msgpack codec) or ``pickle`` (id 5: msgpack scalars, pickle for
-    the rest).
+    cache with the msgpack codec) or ``pickle`` (id 5: msgpack, and pickle for what
+    msgpack cannot hold; pickle starts with 0x80, which no msgpack scalar does and
+    the backend never writes a msgpack container that way).
     """
 
     def __init__(self, name: str) -> None:
@@ -201,7 +214,6 @@ class DjangoCodec:
         self.name = "django-" + name
         self.pickle = name == "pickle"
         self.codec_id = 5 if self.pickle else 1
-        self._loads: Callable[[bytes], Any] = pickle.loads if self.pickle else _decoder.decode
 
     # ------------------------------------------------------------ the backend
 
@@ -243,9 +255,11 @@ class DjangoCodec:
 
     def decode(self, data: bytes, /, type: Any = None) -> Any:
         head = data[0]
-        kept = head == _PICKLE_HEAD if self.pickle else head in _CONTAINER_HEADS
-        if kept:
-            return Stored(bytes(data), self._loads)
+        # A pickle is 0x80 and its protocol; alone, 0x80 is msgpack's empty map.
+        if self.pickle and head == _PICKLE_HEAD and len(data) > 1:
+            return Stored(bytes(data), pickle.loads)
+        if head in _CONTAINER_HEADS:  # msgpack also with the pickle codec (cached_get rows)
+            return Stored(bytes(data), _decoder.decode)
         return _decode_scalar(data)
 
     def decoder_for(self, type: Any = None) -> Callable[[Any], Any]:

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("ping/", views.ping),
+    path("item/<int:pk>/", views.item),
+    path("aitem/<int:pk>/", views.aitem),
+    path("item/<int:pk>/rename/", views.rename),
+    path("page/<str:backend>/<int:n>/", views.page),
+    path("apage/<str:backend>/<int:n>/", views.apage),
+]
