@@ -46,6 +46,23 @@ def shop_tables() -> Iterator[None]:
     connection.close()
 
 
+@pytest.fixture(scope="session")
+def session_tables_made(shop_tables: None) -> Iterator[None]:
+    """The session tables of this run (VENEER_SESSIONS['TABLE']), dropped at the end."""
+    from veneer.integrations.django import sessions
+
+    made = sessions.create_session_tables()
+    sessions.close_all()
+    yield
+    import sqlalchemy as sa
+
+    from servers import POSTGRES_URL
+
+    engine = sa.create_engine(POSTGRES_URL)
+    made.metadata.drop_all(engine)
+    engine.dispose()
+
+
 def caches_setting(url: str, namespace: str, **options: Any) -> dict[str, Any]:
     return {
         "default": {
@@ -75,6 +92,9 @@ def use_caches(namespace: str) -> Iterator[Callable[..., None]]:
     for override in reversed(stack):
         override.disable()
     _config.close_all()
+    from veneer.integrations.django import sessions
+
+    sessions.close_all()
 
 
 @pytest.fixture

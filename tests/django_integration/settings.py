@@ -26,7 +26,8 @@ INSTALLED_APPS = [
     "veneer.integrations.django",
     "django_integration.shop",
 ]
-MIDDLEWARE: list[str] = []
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
+SESSION_COOKIE_SECURE = False  # plain HTTP on loopback
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",

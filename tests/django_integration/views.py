@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
 from django.core.cache import caches
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -12,6 +13,32 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from veneer.integrations.django.orm import acached_get, cached_get
 
 from .shop.models import Item
+
+
+def login(request: HttpRequest, uid: int) -> JsonResponse:
+    """What django.contrib.auth.login does to the session: a new key, then the user."""
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = str(uid)
+    request.session["cart"] = [uid]
+    return JsonResponse({"ok": True})
+
+
+def whoami(request: HttpRequest) -> JsonResponse:
+    session = request.session
+    return JsonResponse({"user": session.get(SESSION_KEY), "cart": session.get("cart")})
+
+
+@transaction.non_atomic_requests
+async def awhoami(request: HttpRequest) -> JsonResponse:
+    session = request.session
+    return JsonResponse(
+        {"user": await session.aget(SESSION_KEY), "cart": await session.aget("cart")}
+    )
+
+
+def cycle(request: HttpRequest) -> JsonResponse:
+    request.session.cycle_key()
+    return JsonResponse({"ok": True})
 
 
 def ping(request: HttpRequest) -> HttpResponse:

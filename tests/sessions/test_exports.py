@@ -17,6 +17,7 @@ def test_sessions_public_api() -> None:
         "SourceUnavailable",
         "UnencodableSessionData",
         "create_tables",
+        "purge_expired",
         "session_tables",
         "tables_ddl",
     ]

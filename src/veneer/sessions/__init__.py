@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._async._store import AsyncSessionStore
 from ._errors import SessionDataTooLarge, SourceUnavailable, UnencodableSessionData
+from ._maintenance import purge_expired
 from ._model import Session, SessionStats
 from ._sync._store import SessionStore
 from ._tables import SessionTables, create_tables, session_tables, tables_ddl
@@ -29,6 +30,7 @@ __all__ = [
     "SourceUnavailable",
     "UnencodableSessionData",
     "create_tables",
+    "purge_expired",
     "session_tables",
     "tables_ddl",
 ]
