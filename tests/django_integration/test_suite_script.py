@@ -25,7 +25,7 @@ test_x (cache.tests_veneer.SuiteCacheTests.test_x) ... skipped 'why'
 test_cache_read_for_model_instance (cache.tests_veneer.SuiteCacheTests.test_cache_read_for_model_instance) ... unexpected success
 
 Ran 7 tests in 1.0s
-"""
+"""  # noqa: E501
 
 
 def test_output_is_parsed_per_test_with_the_worst_subtest_outcome() -> None:
