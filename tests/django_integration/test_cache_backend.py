@@ -92,6 +92,7 @@ def test_cached_responses_are_fresh_objects_with_their_cookies(django_cache: Any
 def test_reads_are_copies_even_from_l1(django_cache: Any) -> None:
     """Mutating a value read from the cache does not change what the next read gets, also
     when both reads are L1 hits (Django's backends return copies; so does this one)."""
+    assert django_cache.veneer.ready()
     django_cache.set("cart", {"items": [1]})
     first = django_cache.get("cart")
     first["items"].append(2)
@@ -299,3 +300,18 @@ def test_control_django_rediscache_raises_when_redis_is_down(
             caches["control"].get("k")
     finally:
         server.stop()
+
+
+def test_copy_on_read_false_shares_values_but_never_responses(
+    redis_server: RedisServer, use_caches: Callable[..., None]
+) -> None:
+    """With copy_on_read=False an L1 hit returns the object of the first read (no decode),
+    while a cached HttpResponse is still a new object for each reader."""
+    use_caches(redis_server.url, copy_on_read=False)
+    cache = caches["default"]
+    assert cache.veneer.ready()  # L1 fills once invalidations can be heard
+    cache.set("row", {"a": [1]})
+    first = cache.get("row")
+    assert cache.get("row") is first
+    cache.set("page", HttpResponse(b"x"))
+    assert cache.get("page") is not cache.get("page")

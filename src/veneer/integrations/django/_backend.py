@@ -82,7 +82,9 @@ class VeneerCache(BaseCache):  # type: ignore[misc]  # Django is untyped
             self._cache: Cache = shared_cache(self._settings)
         except ConfigurationError as exc:
             raise ImproperlyConfigured(f"veneer cache backend: {exc}") from None
-        self._store = DjangoCodec(self._settings.codec).store
+        self._store = DjangoCodec(
+            self._settings.codec, copy_on_read=self._settings.copy_on_read
+        ).store
         self._max_ttl = self._settings.max_ttl
         self._last_warning = 0.0
 

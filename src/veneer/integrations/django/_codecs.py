@@ -51,17 +51,34 @@ class UncacheableValue(UnencodableValue, pickle.PicklingError):
     which is what code written for Django's pickling backends catches."""
 
 
+_COPY: Any = object()
+_UNSET: Any = object()
+
+
 class Stored:
-    """A value kept encoded in the cache: every :meth:`load` decodes a fresh copy."""
+    """A value kept encoded in the cache: every :meth:`load` decodes a fresh copy.
 
-    __slots__ = ("_loads", "data")
+    ``shared`` (the backend's ``copy_on_read=False``): the first load is kept and
+    handed to every later reader, who must not change it. A response is still
+    rebuilt for each reader: a cookie set on one copy must never reach the next.
+    """
 
-    def __init__(self, data: bytes, loads: Callable[[bytes], Any]) -> None:
+    __slots__ = ("_loads", "_value", "data")
+
+    def __init__(self, data: bytes, loads: Callable[[bytes], Any], *, shared: bool = False) -> None:
         self.data = data
         self._loads = loads
+        self._value = _UNSET if shared else _COPY
 
     def load(self) -> Any:
-        return self._loads(self.data)
+        value = self._value
+        if value is _COPY:
+            return self._loads(self.data)
+        if value is _UNSET:
+            value = self._loads(self.data)
+            if not _is_response(value):
+                self._value = value
+        return value
 
 
 def _enc_hook(value: Any) -> Any:
@@ -208,12 +225,13 @@ class DjangoCodec:
     the backend never writes a msgpack container that way).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, copy_on_read: bool = True) -> None:
         if name not in ("msgpack", "pickle"):
             raise ValueError(f"codec={name!r}: use 'msgpack' (default) or 'pickle'")
         self.name = "django-" + name
         self.pickle = name == "pickle"
         self.codec_id = 5 if self.pickle else 1
+        self._shared = not copy_on_read
 
     # ------------------------------------------------------------ the backend
 
@@ -223,12 +241,13 @@ class DjangoCodec:
             return value
         if self.pickle:
             try:
-                return Stored(pickle.dumps(value, pickle.HIGHEST_PROTOCOL), pickle.loads)
+                data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+                return Stored(data, pickle.loads, shared=self._shared)
             except pickle.PicklingError:
                 raise
             except Exception as exc:
                 raise UncacheableValue(f"cannot pickle {value.__class__.__name__}: {exc}") from exc
-        return Stored(self._msgpack(value), _decoder.decode)
+        return Stored(self._msgpack(value), _decoder.decode, shared=self._shared)
 
     def _msgpack(self, value: Any) -> bytes:
         try:
@@ -257,9 +276,9 @@ class DjangoCodec:
         head = data[0]
         # A pickle is 0x80 and its protocol; alone, 0x80 is msgpack's empty map.
         if self.pickle and head == _PICKLE_HEAD and len(data) > 1:
-            return Stored(bytes(data), pickle.loads)
+            return Stored(bytes(data), pickle.loads, shared=self._shared)
         if head in _CONTAINER_HEADS:  # msgpack also with the pickle codec (cached_get rows)
-            return Stored(bytes(data), _decoder.decode)
+            return Stored(bytes(data), _decoder.decode, shared=self._shared)
         return _decode_scalar(data)
 
     def decoder_for(self, type: Any = None) -> Callable[[Any], Any]:

@@ -35,6 +35,7 @@ class BackendSettings:
     location: str
     namespace: str
     codec: str
+    copy_on_read: bool
     max_ttl: float
     core: tuple[tuple[str, Any], ...]
 
@@ -43,7 +44,7 @@ class BackendSettings:
         return Cache.from_url(
             self.location,
             namespace=self.namespace,
-            codec=DjangoCodec(self.codec),
+            codec=DjangoCodec(self.codec, copy_on_read=self.copy_on_read),
             max_ttl=self.max_ttl,
             # A cached None lives as long as any value (Django's contract), not 30 s.
             negative_ttl=self.max_ttl,
@@ -73,6 +74,9 @@ def backend_settings(location: Any, options: dict[str, Any]) -> BackendSettings:
             f"OPTIONS codec={codec!r}: use 'msgpack' (the default, safe) or 'pickle' (an "
             "opt-in for trusted Redis only: whoever can write to it can run code here)"
         )
+    copy_on_read = lowered.pop("copy_on_read", True)
+    if not isinstance(copy_on_read, bool):
+        raise ConfigurationError(f"OPTIONS copy_on_read={copy_on_read!r} must be True or False")
     max_ttl = lowered.pop("max_ttl", DEFAULT_MAX_TTL)
     for name in ("ttl", "negative_ttl"):
         if name in lowered:
@@ -87,7 +91,9 @@ def backend_settings(location: Any, options: dict[str, Any]) -> BackendSettings:
         max_ttl = float(max_ttl)
     except (TypeError, ValueError):
         raise ConfigurationError(f"OPTIONS max_ttl={max_ttl!r} must be seconds") from None
-    return BackendSettings(location, namespace, codec, max_ttl, tuple(sorted(core.items())))
+    return BackendSettings(
+        location, namespace, codec, copy_on_read, max_ttl, tuple(sorted(core.items()))
+    )
 
 
 _lock = threading.Lock()
