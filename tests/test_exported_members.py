@@ -93,7 +93,7 @@ def test_http_public_api() -> None:
     import veneer.http
     import veneer.http.proxy
 
-    assert sorted(veneer.http.__all__) == ["HttpCache", "tag"]
+    assert sorted(veneer.http.__all__) == ["HttpCache", "HttpStats", "tag"]
     assert sorted(veneer.http.proxy.__all__) == [
         "CachedProxy",
         "ReverseProxy",

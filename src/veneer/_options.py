@@ -10,6 +10,7 @@ from typing import Any, TypeAlias
 from ._codec import Codec
 from ._errors import ConfigurationError
 from ._keys import validate_namespace
+from ._observe import check_observer
 
 __all__ = ["CacheOptions", "Ttl", "TtlFunction"]
 
@@ -119,6 +120,10 @@ class CacheOptions:
     a namespace must use the same mode (see docs/cluster.md)."""
     error_log_interval: float = 10.0
     """At most one warning per this many seconds for repeated Redis errors (they are counted)."""
+    observer: Any = None
+    """Metrics and tracing (``veneer.metrics``): a ``PrometheusMetrics``, or a list of
+    observers, told about this cache once, when it is built. None (the default): nothing
+    is timed or traced beyond ``stats()``. See docs/metrics.md."""
 
     def __post_init__(self) -> None:
         try:
@@ -178,6 +183,8 @@ class CacheOptions:
             raise ConfigurationError(f"max_value_bytes={self.max_value_bytes} must be >= 1")
         if self.compress_above < 0:
             raise ConfigurationError(f"compress_above={self.compress_above} must be >= 0")
+        if self.observer is not None:
+            check_observer(self.observer)
         if self.compression not in ("zstd", "lz4", "none"):
             raise ConfigurationError(
                 f"compression={self.compression!r}: use 'zstd' (default), 'lz4' or 'none'"

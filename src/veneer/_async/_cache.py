@@ -39,13 +39,14 @@ from .._errors import (
 )
 from .._keys import KeyLayout, check_key, check_tag, check_tags
 from .._l1 import L1Store
+from .._observe import check_observer
 from .._options import CacheOptions, Ttl
 from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches, _conditional, _refresh
+from . import _batches, _conditional, _observed, _refresh
 from ._access import AsyncRedisAccess
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
@@ -282,6 +283,9 @@ class AsyncCache:
         self._started = False
         self._loop: object = None  # the event loop this cache's connections belong to
         self._stop_guard: Callable[[], None] = lambda: None
+        if opts.observer is not None:
+            # Metrics and tracing, chosen here once: see veneer._observe.
+            _observed.install(self, check_observer(opts.observer))
         _fork.register(self)
 
     def _after_fork(self) -> None:

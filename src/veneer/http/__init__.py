@@ -22,5 +22,6 @@ from __future__ import annotations
 
 from ._middleware import HttpCache
 from ._origin import tag
+from ._stats import HttpStats
 
-__all__ = ["HttpCache", "tag"]
+__all__ = ["HttpCache", "HttpStats", "tag"]

@@ -33,6 +33,7 @@ from ._loads import Fill, Loads
 from ._origin import Origin, Outcome
 from ._policy import Entry, Request, StoredResponse, Verdict, judge, usable
 from ._revalidation import CONDITIONAL, Revalidator
+from ._stats import HttpStats
 from ._store import UrlIndex
 
 __all__ = ["HttpCache"]
@@ -114,6 +115,7 @@ class HttpCache:
         self._loads = Loads(app, cache, self.config)
         self.store = self._loads.store
         self._revalidator = Revalidator(self._loads)
+        self._stats = HttpStats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,9 +125,16 @@ class HttpCache:
         if method in ("GET", "HEAD"):
             await self._safe(scope, receive, send)
         elif method in _SAFE:
+            self._stats.passes += 1
             await self._loads.pass_through(scope, receive, send)
         else:
+            self._stats.passes += 1
             await self._unsafe(scope, receive, send)
+
+    def stats(self) -> HttpStats:
+        """A copy of this middleware's counters (the cache's own are in ``cache.stats()``)."""
+        s = self._stats
+        return HttpStats(**{name: getattr(s, name) for name in s.__dataclass_fields__})
 
     async def invalidate_url(self, url: str) -> None:
         """Drop every stored variant of ``url`` (``https://host/path?query``)."""
@@ -139,12 +148,14 @@ class HttpCache:
         directives = self.config.request_directives
         request = Request.from_headers(scope["method"], headers, directives=directives)
         if has_body(headers) or any(name in _PRECONDITIONS for name, _ in headers):
+            self._stats.passes += 1
             await loads.pass_through(scope, receive, send)
             return
         url = loads.url(scope)
         index = await self.store.index(url)
         only_cached = "only-if-cached" in request.directives
         if index is not None and index.passthrough and not only_cached:
+            self._stats.passes += 1
             await loads.pass_through(scope, receive, send)
             return
         entry, slot = await self._lookup(url, index, request)
@@ -157,21 +168,30 @@ class HttpCache:
         if entry is not None:
             assert index is not None
             verdict = judge(entry, request, time.time())
-            if verdict is Verdict.FRESH or verdict is Verdict.STALE:
+            if verdict is Verdict.FRESH:
+                self._stats.hits += 1
+                await loads.serve(entry, request, send)
+            elif verdict is Verdict.STALE:
+                self._stats.stale_hits += 1
                 await loads.serve(entry, request, send)
             elif verdict is Verdict.STALE_REVALIDATE:
+                self._stats.stale_hits += 1
                 await loads.serve(entry, request, send)
                 key = self.store.entry_key(url, index, slot)
                 self._revalidator.later(url, index, key, entry, request, scope)
             elif request.method == "HEAD":
+                self._stats.passes += 1
                 await loads.pass_through(scope, receive, send)
             else:
+                self._stats.revalidations += 1
                 key = self.store.entry_key(url, index, slot)
                 await self._revalidator.now(url, index, key, entry, request, scope, receive, send)
             return
         if request.method == "HEAD" or request.has("range") or "no-store" in request.directives:
+            self._stats.passes += 1
             await loads.pass_through(scope, receive, send)
             return
+        self._stats.misses += 1
         await self._fill(url, index, slot, request, scope, receive, send)
 
     async def _lookup(
@@ -258,6 +278,8 @@ class HttpCache:
                 fill.origin.cancel()
             raise
         origin = fill.origin
+        if fill.storage_ttl:
+            self._stats.stored += 1
         if origin is not None:
             if slot == "-" and _not_storable_here(origin, fill.entry):
                 await self.store.mark_pass(url, index)

@@ -165,6 +165,12 @@ class AsyncFlags(FlagReader):
 
     # ------------------------------------------------------------- lifecycle
 
+    @property
+    def namespace(self) -> str | None:
+        """The namespace of the cache changes propagate through (None: polling only); a
+        metrics label."""
+        return None if self._cache is None else self._cache.options.namespace
+
     async def start(self, timeout: float | None = None) -> bool:
         """Load the first snapshot and follow changes from now on.
 

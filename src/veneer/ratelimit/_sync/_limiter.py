@@ -291,6 +291,11 @@ class RateLimiter:
 
     # ---------------------------------------------------------------- admin
 
+    @property
+    def namespace(self) -> str:
+        """The namespace of this limiter's cache (a metrics label)."""
+        return self._cache.options.namespace
+
     def stats(self) -> RateLimitStats:
         c = self._counters
         return RateLimitStats(

@@ -200,6 +200,11 @@ class AsyncSessionStore:
                 found.append(self._session(row.id, record))
         return found
 
+    @property
+    def namespace(self) -> str:
+        """The namespace of the cache this store reads through (a metrics label)."""
+        return self._cache.options.namespace
+
     def stats(self) -> SessionStats:
         """A copy of this store's counters (the cache's own are in ``cache.stats()``)."""
         s = self._stats
