@@ -12,6 +12,7 @@ import click
 _SUBCOMMANDS: dict[str, str] = {
     "demo": "veneer.demo.cli:demo",
     "audit": "veneer.audit.cli:audit",
+    "doctor": "veneer.doctor.cli:doctor",
     "verify": "veneer._verify_cli:verify_command",
     "relay": "veneer.integrations.cli:relay",
     "listen": "veneer.integrations.cli:listen",
@@ -26,6 +27,7 @@ _SUBCOMMANDS: dict[str, str] = {
 _SHORT_HELP: dict[str, str] = {
     "demo": "Run a skewed read workload through no cache, naive cache-aside and veneer.",
     "audit": "Show where a live Redis (or cluster) has become a second database.",
+    "doctor": "Measure placement and throughput from this host, with plain recommendations.",
     "verify": "Reload a sample of recently cached keys from the source and report divergence.",
     "relay": "Apply the invalidations left in the outbox table, at least once.",
     "listen": "Invalidate the keys that PostgreSQL triggers name (LISTEN/NOTIFY).",
