@@ -21,18 +21,23 @@ from .._errors import RedisDown
 from .._keys import KeyLayout
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import TopologyChanged
-from ._redis_io import REDIS_ERRORS, AsyncL2, CircuitOpen
+from ._redis_io import REDIS_ERRORS, AsyncL2, CircuitOpen, LeanScript
 
 __all__ = ["AsyncRedisAccess", "AsyncScript", "RedisDown"]
 
 
 class AsyncScript:
-    """A Lua script registered once; run it with :meth:`AsyncRedisAccess.eval`."""
+    """A Lua script registered once; run it with :meth:`AsyncRedisAccess.eval`.
 
-    __slots__ = ("_script", "source")
+    It runs on the cache's lean path (pre-packed EVALSHA on veneer's own bounded
+    connections, as the cache's lease scripts do), not through redis-py's general
+    command path: a rate-limit check or a buffered increment is one script, and that
+    path's per-call overhead was most of what separated them from a raw command."""
 
-    def __init__(self, script: Any, source: str) -> None:
-        self._script = script
+    __slots__ = ("_lean", "source")
+
+    def __init__(self, source: str) -> None:
+        self._lean = LeanScript(source)
         self.source = source
 
 
@@ -81,11 +86,14 @@ class AsyncRedisAccess:
         """Register a Lua script (EVALSHA, loaded on first use). Scripts must touch only
         keys of one hash tag, and must not call TIME (ElastiCache Serverless refuses
         it): pass the time in ARGV."""
-        return AsyncScript(self._l2.client.register_script(source), source)
+        return AsyncScript(source)
 
     async def eval(self, script: AsyncScript, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
         """Run ``script`` on the node of ``keys[0]``; raises :class:`RedisDown`."""
-        return await self._run([keys[0]], script._script, keys=list(keys), args=list(args))
+        try:
+            return await self._l2._script(script._lean, list(keys), list(args))
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from None
 
     async def eval_many(
         self, script: AsyncScript, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]

@@ -22,18 +22,23 @@ from .._errors import RedisDown
 from .._keys import KeyLayout
 from ._broadcast import BroadcastSubscriber
 from ._cluster_io import TopologyChanged
-from ._redis_io import L2, REDIS_ERRORS, CircuitOpen
+from ._redis_io import L2, REDIS_ERRORS, CircuitOpen, LeanScript
 
 __all__ = ["RedisAccess", "RedisDown", "Script"]
 
 
 class Script:
-    """A Lua script registered once; run it with :meth:`RedisAccess.eval`."""
+    """A Lua script registered once; run it with :meth:`RedisAccess.eval`.
 
-    __slots__ = ("_script", "source")
+    It runs on the cache's lean path (pre-packed EVALSHA on veneer's own bounded
+    connections, as the cache's lease scripts do), not through redis-py's general
+    command path: a rate-limit check or a buffered increment is one script, and that
+    path's per-call overhead was most of what separated them from a raw command."""
 
-    def __init__(self, script: Any, source: str) -> None:
-        self._script = script
+    __slots__ = ("_lean", "source")
+
+    def __init__(self, source: str) -> None:
+        self._lean = LeanScript(source)
         self.source = source
 
 
@@ -82,11 +87,14 @@ class RedisAccess:
         """Register a Lua script (EVALSHA, loaded on first use). Scripts must touch only
         keys of one hash tag, and must not call TIME (ElastiCache Serverless refuses
         it): pass the time in ARGV."""
-        return Script(self._l2.client.register_script(source), source)
+        return Script(source)
 
     def eval(self, script: Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
         """Run ``script`` on the node of ``keys[0]``; raises :class:`RedisDown`."""
-        return self._run([keys[0]], script._script, keys=list(keys), args=list(args))
+        try:
+            return self._l2._script(script._lean, list(keys), list(args))
+        except REDIS_ERRORS as exc:
+            raise self._down(exc) from None
 
     def eval_many(
         self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]
