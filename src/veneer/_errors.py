@@ -22,10 +22,12 @@ class ConfigurationError(VeneerError, ValueError):
 
 
 class RedisUnavailable(VeneerError):
-    """Raised only by ``check()``: Redis does not answer, with the reason and what to do.
+    """Raised by ``check()``: Redis does not answer, with the reason and what to do.
 
     Reads never raise it: they fall back to the source. Use ``check()`` in start-up
-    and health checks to see why the cache is bypassed.
+    and health checks to see why the cache is bypassed. The one other place is
+    building a sync ``Cache`` on a Redis Cluster with no reachable node: redis-py's
+    sync cluster client needs the slot map in its constructor.
     """
 
 

@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._breaker import BreakerState, CircuitBreaker
@@ -62,6 +68,13 @@ def _version(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split("."))
     except ValueError:
         return (0,)
+
+
+# What learning the slot map raises when no node answers: redis-py's
+# RedisClusterException ("cannot be connected") is not a RedisError, so without it
+# here an unreachable cluster escaped to the caller instead of sending reads to the
+# source.
+_NO_TOPOLOGY = (*_HEALTH_FAILURES, SlotNotCoveredError, RedisClusterException)
 
 
 class TopologyChanged(RedisConnectionError):
@@ -157,12 +170,12 @@ class ClusterL2(L2):
             # the command parser that commands sent through it (not lean reads) route with.
             try:
                 self.client.initialize()
-            except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
+            except _NO_TOPOLOGY as exc:
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
         elif not self.client.nodes_manager.slots_cache:
             try:
                 refresh_topology(self.client)
-            except (*_HEALTH_FAILURES, SlotNotCoveredError) as exc:
+            except _NO_TOPOLOGY as exc:
                 raise TopologyChanged(f"cluster topology unknown: {exc}") from exc
 
     def _call_on(

@@ -34,7 +34,13 @@ from hiredis import pack_command
 from redis.backoff import NoBackoff
 from redis.cluster import LoadBalancingStrategy
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    MaxConnectionsError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -44,7 +50,7 @@ except ImportError:  # pragma: no cover - another redis-py layout: the normal re
     _NOT_ENOUGH_DATA = None
 
 from .._breaker import CircuitBreaker
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, RedisUnavailable, describe_redis_failure
 from .._fork import park
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
 from ._concurrency import (
@@ -231,19 +237,18 @@ def build_client(
     common["max_connections"] = max_connections + _CLIENT_POOL_MARGIN
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.topology == "cluster":
-        return redis_cluster.RedisCluster(
-            startup_nodes=[
-                redis_cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call, unused-ignore]
-                for host, port in target.hosts
-            ],
-            load_balancing_strategy=(
-                LoadBalancingStrategy.ROUND_ROBIN if read_from_replicas else None
-            ),
-            retry=Retry(NoBackoff(), 0),
-            **common,
-            **auth,
-            **tls_kwargs(target),
-        )
+        try:
+            return _cluster_client(target, read_from_replicas, common, auth)
+        except RedisClusterException as exc:
+            # Only the sync client gets here: redis-py's sync RedisCluster reads the slot
+            # map in its constructor (the asyncio one waits for the first command, and
+            # Cache serves from the source until a node answers).
+            raise RedisUnavailable(
+                describe_redis_failure(exc, target.masked)
+                + ": the sync Cache on a Redis Cluster needs one reachable node when it is "
+                "built (redis-py's cluster client reads the slot map then); build it once "
+                "a node answers, or use the asyncio front, which starts without one"
+            ) from None
     if target.topology == "sentinel":
         sentinel_auth: dict[str, Any] = {
             "username": target.options.get("sentinel_username"),
@@ -275,6 +280,22 @@ def build_client(
         raise ConfigurationError(
             f"bad Redis URL {target.masked!r}: {scrub(str(exc), url)}"
         ) from None
+
+
+def _cluster_client(
+    target: Any, read_from_replicas: bool, common: dict[str, Any], auth: dict[str, Any]
+) -> Any:
+    return redis_cluster.RedisCluster(
+        startup_nodes=[
+            redis_cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call, unused-ignore]
+            for host, port in target.hosts
+        ],
+        load_balancing_strategy=(LoadBalancingStrategy.ROUND_ROBIN if read_from_replicas else None),
+        retry=Retry(NoBackoff(), 0),
+        **common,
+        **auth,
+        **tls_kwargs(target),
+    )
 
 
 def is_cluster(client: Any) -> bool:
