@@ -40,6 +40,8 @@ def test_check_ids_are_the_documented_ones() -> None:
     assert list(veneer.audit.CHECKS) == [
         "no-ttl",
         "source-of-truth-risk",
+        "job-queue",
+        "session-store",
         "eviction-policy",
         "big-key",
         "hot-key",

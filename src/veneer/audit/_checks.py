@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 from . import _checks_commands as commands
 from . import _checks_keys as keys
+from . import _checks_keyspaces as keyspaces
 from . import _checks_server as server
 from ._context import AuditData
 from ._model import Finding
@@ -18,6 +19,8 @@ Check = Callable[[AuditData], Iterable[Finding]]
 CHECKS: dict[str, Check] = {
     "no-ttl": keys.no_ttl,
     "source-of-truth-risk": keys.source_of_truth_risk,
+    "job-queue": keyspaces.job_queue,
+    "session-store": keyspaces.session_store,
     "eviction-policy": server.eviction_policy,
     "big-key": keys.big_key,
     "hot-key": keys.hot_key,

@@ -6,12 +6,20 @@ from collections import Counter
 from collections.abc import Iterator
 
 from ._context import AuditData
-from ._facts import eviction, persistence
+from ._facts import eviction, managed_service, persistence
+from ._keyspaces import recognise
 from ._model import Finding, PrefixReport, Severity
 from ._patterns import fold_key
 from ._ranking import BIG_KEY_LIMITS, to_top_key
 
-__all__ = ["big_key", "hot_key", "no_ttl", "source_of_truth_risk"]
+__all__ = [
+    "big_key",
+    "claimed_prefixes",
+    "hot_key",
+    "no_ttl",
+    "source_of_truth_risk",
+    "store_risks",
+]
 
 # A prefix is treated as a store (not a cache gone wrong) when most of it never expires.
 STORE_SHARE = 0.5
@@ -77,8 +85,11 @@ def no_ttl(data: AuditData) -> Iterator[Finding]:
     A prefix where most keys never expire is reported once, as source-of-truth-risk
     (whose advice includes the TTL), not twice.
     """
+    claimed = claimed_prefixes(data)
     for p in data.prefixes:
         if p.no_ttl_keys_share <= 0 or p.no_ttl_keys_share >= STORE_SHARE:
+            continue
+        if (p.db, p.pattern) in claimed:
             continue
         share = p.no_ttl_keys_share
         if share >= 0.01:
@@ -131,52 +142,81 @@ def _unsampled_dbs(data: AuditData) -> Iterator[Finding]:
             )
 
 
-def source_of_truth_risk(data: AuditData) -> Iterator[Finding]:
-    """Per prefix that mostly never expires: what a restart, flush or failover would lose."""
-    for p in data.prefixes:
-        if p.no_ttl_keys_share < STORE_SHARE:
+def store_risks(
+    p: PrefixReport, data: AuditData, *, expiring: bool = False
+) -> tuple[Severity, list[str], dict[str, object]]:
+    """What a restart, eviction, flush or failover would do to a prefix that only Redis holds.
+
+    ``expiring``: the prefix's keys carry TTLs (sessions, results), so ``volatile-*``
+    eviction may delete them too. Returns the severity (high when a restart, eviction
+    or a past flush threatens it, else medium), the risks in words, and per node facts.
+    """
+    risks: list[str] = []
+    severity = Severity.MEDIUM
+    facts: dict[str, object] = {}
+    durable_everywhere = True
+    for node in p.nodes:
+        snap = data.primary_snapshot(node)
+        if snap is None or not snap.info:
             continue
-        risks: list[str] = []
-        severity = Severity.MEDIUM
-        facts: dict[str, object] = {}
-        for node in p.nodes:
-            snap = data.primary_snapshot(node)
-            if snap is None or not snap.info:
-                continue
-            pers, ev = persistence(snap), eviction(snap)
-            replicas = int(snap.num("connected_slaves", 0) or 0)
-            flushes = sum(
-                int(snap.info.get(f"cmdstat_{c}", {}).get("calls", 0))
-                for c in ("flushall", "flushdb")
+        pers, ev = persistence(snap), eviction(snap)
+        durable_everywhere = durable_everywhere and pers.durable
+        service = managed_service(snap)
+        replicas = int(snap.num("connected_slaves", 0) or 0)
+        flushes = sum(
+            int(snap.info.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("flushall", "flushdb")
+        )
+        facts[snap.address] = {
+            "persistence": pers.describe(),
+            "persistence_source": pers.source,
+            "persistence_failing": list(pers.failing),
+            "maxmemory_policy": ev.policy,
+            "maxmemory": ev.maxmemory,
+            "replicas": replicas,
+            "flush_calls": flushes,
+            "managed_service": service,
+        }
+        on = f" ({service})" if service else ""
+        if pers.enabled is False:
+            risks.append(f"{snap.address}{on} has no persistence: a restart loses it")
+            severity = Severity.HIGH
+        elif pers.enabled is None:
+            risks.append(f"{snap.address}{on}: persistence not visible (CONFIG hidden)")
+        for what in pers.failing:
+            risks.append(f"{snap.address}: {what}, so a restart loses recent writes")
+            severity = Severity.HIGH
+        evicts = ev.evicts_any_key or (
+            expiring and ev.limited and ev.policy.startswith("volatile-")
+        )
+        if evicts:
+            risks.append(f"{snap.address}{on} uses {ev.policy}: eviction may delete it at any time")
+            severity = Severity.HIGH
+        if pers.durable:
+            pass  # every acknowledged write is in the service's transaction log
+        elif replicas == 0:
+            risks.append(f"{snap.address} has no replica: losing the node loses it")
+        else:
+            risks.append(
+                f"{snap.address} replicates asynchronously: a failover loses the last writes"
             )
-            facts[snap.address] = {
-                "persistence": pers.describe(),
-                "persistence_failing": list(pers.failing),
-                "maxmemory_policy": ev.policy,
-                "maxmemory": ev.maxmemory,
-                "replicas": replicas,
-                "flush_calls": flushes,
-            }
-            if pers.enabled is False:
-                risks.append(f"{snap.address} has no persistence: a restart loses it")
-                severity = Severity.HIGH
-            elif pers.enabled is None:
-                risks.append(f"{snap.address}: persistence not visible (CONFIG hidden)")
-            for what in pers.failing:
-                risks.append(f"{snap.address}: {what}, so a restart loses recent writes")
-                severity = Severity.HIGH
-            if ev.evicts_any_key:
-                risks.append(f"{snap.address} uses {ev.policy}: eviction may delete it at any time")
-                severity = Severity.HIGH
-            if replicas == 0:
-                risks.append(f"{snap.address} has no replica: losing the node loses it")
-            else:
-                risks.append(
-                    f"{snap.address} replicates asynchronously: a failover loses the last writes"
-                )
-            if flushes:
-                risks.append(f"FLUSHALL/FLUSHDB has run {flushes} time(s) on {snap.address}")
-                severity = Severity.HIGH
+        if flushes:
+            risks.append(f"FLUSHALL/FLUSHDB has run {flushes} time(s) on {snap.address}")
+            severity = Severity.HIGH
+    if severity is Severity.MEDIUM and facts and durable_everywhere:
+        severity = Severity.LOW  # a durable service: only eviction or a flush could lose it
+    return severity, risks, facts
+
+
+def source_of_truth_risk(data: AuditData) -> Iterator[Finding]:
+    """Per prefix that mostly never expires: what a restart, flush or failover would lose.
+
+    Prefixes recognised as a job queue or session store are reported by those checks.
+    """
+    claimed = claimed_prefixes(data)
+    for p in data.prefixes:
+        if p.no_ttl_keys_share < STORE_SHARE or (p.db, p.pattern) in claimed:
+            continue
+        severity, risks, facts = store_risks(p, data)
         ev_out = _prefix_evidence(p, data)
         ev_out["risks"] = risks
         ev_out["nodes"] = facts
@@ -199,6 +239,11 @@ def source_of_truth_risk(data: AuditData) -> Iterator[Finding]:
                 "database: AOF with fsync, a replica, noeviction with alerting, backups."
             ),
         )
+
+
+def claimed_prefixes(data: AuditData) -> set[tuple[int, str]]:
+    """(db, pattern) of every prefix recognised as a job queue or session store."""
+    return {(m.prefix.db, m.prefix.pattern) for m in recognise(data.prefixes)}
 
 
 def big_key(data: AuditData) -> Iterator[Finding]:

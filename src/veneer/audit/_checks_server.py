@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ._context import AuditData
-from ._facts import eviction, is_loopback_bind, output_buffer_limits, persistence, version_tuple
+from ._facts import (
+    eviction,
+    is_loopback_bind,
+    managed_service,
+    output_buffer_limits,
+    persistence,
+    version_tuple,
+)
 from ._model import Finding, Severity
 from ._snapshot import NodeSnapshot
 
@@ -201,6 +208,7 @@ def persistence_check(data: AuditData) -> Iterator[Finding]:
         p = persistence(snap)
         evidence: dict[str, object] = {
             "mode": p.describe(),
+            "source": p.source,
             "rdb": p.rdb,
             "aof": p.aof,
             "changes_since_last_save": p.changes_since_save,
@@ -227,11 +235,14 @@ def persistence_check(data: AuditData) -> Iterator[Finding]:
                 "Right for a pure cache; see source-of-truth-risk for data that would be lost.",
             )
         elif p.enabled is None:
+            service = managed_service(snap)
+            on = f" on {service}" if service else ""
             yield _finding(
                 snap,
                 "persistence",
                 Severity.INFO,
-                "RDB schedule not visible (CONFIG hidden); AOF is off",
+                f"RDB schedule not visible (CONFIG hidden{on}, no snapshot seen in INFO); "
+                "AOF is off",
                 evidence,
                 "Check the provider's backup/persistence settings.",
             )

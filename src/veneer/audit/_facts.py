@@ -16,6 +16,7 @@ __all__ = [
     "Persistence",
     "eviction",
     "is_loopback_bind",
+    "managed_service",
     "output_buffer_limits",
     "persistence",
     "version_tuple",
@@ -26,23 +27,49 @@ __all__ = [
 class Persistence:
     """How (and whether) a node's data survives a restart."""
 
-    rdb: bool | None  # save points configured; None when CONFIG is hidden
+    rdb: bool | None  # save points configured (or snapshots seen); None when unknown
     aof: bool
     failing: tuple[str, ...]
     changes_since_save: int | None
     last_save_age_s: float | None
+    source: str = "config"  # "config", or "info" when CONFIG is hidden and INFO was read
+    durable: bool = False  # a service whose every write is durable (MemoryDB)
 
     @property
     def enabled(self) -> bool | None:
-        if self.aof or self.rdb:
+        if self.aof or self.rdb or self.durable:
             return True
         return None if self.rdb is None else False
 
     def describe(self) -> str:
+        if self.durable:
+            return "durable (multi-AZ transaction log)"
         parts = [p for p, on in (("RDB", self.rdb), ("AOF", self.aof)) if on]
+        seen = " (from INFO)" if self.source == "info" else ""
         if parts:
-            return "+".join(parts)
-        return "unknown (CONFIG hidden)" if self.rdb is None else "off"
+            return "+".join(parts) + seen
+        if self.rdb is None:
+            return "unknown (CONFIG hidden)"
+        return "off" + seen
+
+
+# Without CONFIG, a server that saw an hour of writes and no snapshot has no save
+# schedule: Redis's default one ("3600 1 300 100 60 10000") would have saved by then.
+_NO_SAVE_AFTER_S = 3600
+
+
+def _rdb_from_info(snap: NodeSnapshot) -> bool | None:
+    """Whether RDB snapshots happen, read from INFO persistence when CONFIG is hidden."""
+    saves = snap.num("rdb_saves")  # Redis 7.0+: snapshots since the server started
+    if saves is not None and saves > 0:
+        return True
+    last_bgsave = snap.num("rdb_last_bgsave_time_sec")  # -1 until a BGSAVE has run
+    if last_bgsave is not None and last_bgsave >= 0:
+        return True
+    uptime, changes = snap.num("uptime_in_seconds"), snap.num("rdb_changes_since_last_save")
+    if uptime is not None and changes is not None and uptime >= _NO_SAVE_AFTER_S and changes > 0:
+        return False
+    return None
 
 
 def persistence(snap: NodeSnapshot) -> Persistence:
@@ -63,12 +90,47 @@ def persistence(snap: NodeSnapshot) -> Persistence:
         age = max(0.0, now / 1e6 - last_save)
     changes = snap.num("rdb_changes_since_last_save")
     return Persistence(
-        rdb=None if save is None else bool(save.strip()),
+        rdb=_rdb_from_info(snap) if save is None else bool(save.strip()),
         aof=snap.num("aof_enabled", 0) == 1,
         failing=tuple(failing),
         changes_since_save=None if changes is None else int(changes),
         last_save_age_s=age,
+        source="info" if save is None else "config",
+        durable=managed_service(snap) == "Amazon MemoryDB",
     )
+
+
+# Host name suffixes of managed services, and what INFO server says on some of them.
+_HOST_SUFFIXES = (
+    (".cache.amazonaws.com", "Amazon ElastiCache"),
+    (".cache.amazonaws.com.cn", "Amazon ElastiCache"),
+    (".memorydb.", "Amazon MemoryDB"),  # clustercfg.x.memorydb.<region>.amazonaws.com
+    (".redis.cache.windows.net", "Azure Cache for Redis"),
+    (".redisenterprise.cache.azure.net", "Azure Cache for Redis (Enterprise)"),
+    (".redis.azure.net", "Azure Managed Redis"),
+    (".redis-cloud.com", "Redis Cloud"),
+    (".redislabs.com", "Redis Cloud"),
+    (".rlrcp.com", "Redis Cloud"),
+    (".upstash.io", "Upstash"),
+    (".aivencloud.com", "Aiven"),
+    (".db.ondigitalocean.com", "DigitalOcean Managed Databases"),
+)
+
+
+def managed_service(snap: NodeSnapshot, host: str | None = None) -> str | None:
+    """The managed service a node runs on, from INFO server (``os``) or its host name."""
+    os_field = snap.text("os").lower()
+    if "memorydb" in os_field:
+        return "Amazon MemoryDB"
+    if "elasticache" in os_field:
+        return "Amazon ElastiCache"
+    name = (host if host is not None else snap.address.rpartition(":")[0] or snap.address).lower()
+    for suffix, service in _HOST_SUFFIXES:
+        if suffix.endswith(".") and suffix in name and name.endswith(".amazonaws.com"):
+            return service
+        if not suffix.endswith(".") and name.endswith(suffix):
+            return service
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,7 @@ class NodeReport(msgspec.Struct, kw_only=True):
     role: str
     version: str
     server_name: str = "redis"
+    managed_service: str | None = None  # e.g. "Amazon ElastiCache", from INFO or the host name
     used_memory: int | None = None
     maxmemory: int | None = None
     maxmemory_policy: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._facts import eviction, persistence
+from ._facts import eviction, managed_service, persistence
 from ._model import NodeReport
 from ._slowlog import digest, gaps
 from ._snapshot import NodeSnapshot
@@ -71,12 +71,14 @@ def node_report(snap: NodeSnapshot, role: str | None = None) -> NodeReport:
         role=snap.role,
         version=snap.version,
         server_name="valkey" if snap.text("valkey_version") else "redis",
+        managed_service=managed_service(snap),
         used_memory=int(snap.num("used_memory", 0) or 0),
         maxmemory=ev.maxmemory,
         maxmemory_policy=ev.policy,
         keyspace={f"db{db}": v for db, v in snap.keyspace().items()},
         persistence={
             "mode": pers.describe(),
+            "source": pers.source,
             "failing": list(pers.failing),
             "changes_since_last_save": pers.changes_since_save,
         },

@@ -46,7 +46,9 @@ def _header(report: AuditReport) -> Table:
     grid.add_column()
     grid.add_row("target", report.target)
     nodes = ", ".join(
-        f"{n.address} ({n.role}, {n.server_name} {n.version})" for n in report.server.nodes
+        f"{n.address} ({n.role}, {n.server_name} {n.version}"
+        + (f", {n.managed_service})" if n.managed_service else ")")
+        for n in report.server.nodes
     )
     grid.add_row(report.server.topology, nodes or "no node answered")
     if s.complete:

@@ -19,6 +19,7 @@ from ._checks import run_checks
 from ._context import AuditData
 from ._estimate import KeySample, PrefixAccumulator, Stratum
 from ._facts import eviction
+from ._keyspaces import layout_glob
 from ._model import AuditReport, PrefixReport, SamplingReport, ServerReport
 from ._node_report import node_report
 from ._patterns import coarsen, fold_key
@@ -230,13 +231,14 @@ class _Audit:
 
     def _sink(self, s: KeySample) -> None:
         self.strata[(s.node, s.db)].sampled += 1
-        pattern = fold_key(s.key)
+        # A job queue's or session store's documented glob where folding would hide it.
+        pattern = layout_glob(s.key) or fold_key(s.key)
         acc = self.accs.get((s.db, pattern))
         if acc is None:
             acc = self.accs[(s.db, pattern)] = PrefixAccumulator(db=s.db)
             if len(self.accs) > 20 * self.opts.max_prefixes:
                 self._coarsen()
-                acc = self.accs.setdefault((s.db, fold_key(s.key)), PrefixAccumulator(db=s.db))
+                acc = self.accs.setdefault((s.db, pattern), PrefixAccumulator(db=s.db))
         acc.add(s)
         self.ranking.add(s)
 
