@@ -2,6 +2,7 @@
 
 python benchmarks/hit_path.py            # starts a private redis-server
 python benchmarks/hit_path.py --redis redis://127.0.0.1:6379/0
+python benchmarks/hit_path.py --only metrics   # L1/L2 hits and misses, metrics off and on
 """
 
 from __future__ import annotations
@@ -15,16 +16,25 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import cachetools
-import msgspec
-import redis
-import redis.asyncio
+# benchmarks/http.py would shadow the standard library's http package (prometheus_client's
+# server imports it): this folder goes to the end of sys.path, not the front.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.append(str(_HERE))
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _timing import AsyncCases, compare, compare_async, report
+import cachetools  # noqa: E402
+import msgspec  # noqa: E402
+import redis  # noqa: E402
+import redis.asyncio  # noqa: E402
+from _timing import AsyncCases, compare, compare_async, per_call, report  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
 
-from veneer import AsyncCache, Cache
-from veneer.demo._embedded import EmbeddedRedis
+from veneer import AsyncCache, Cache  # noqa: E402
+from veneer.demo._embedded import EmbeddedRedis  # noqa: E402
+from veneer.metrics import OtelMetrics, OtelTracing, PrometheusMetrics  # noqa: E402
 
 ROW = {"id": 1, "name": "x" * 900, "price": 9.99, "tags": ["a", "b", "c"], "stock": 12}
 
@@ -264,16 +274,150 @@ def concurrent_benchmarks(url: str, tasks: int, rounds: int = 5, reads: int = 20
     )
 
 
+def paired(cases: dict[str, Callable[[], Any]], number: int, rounds: int = 41) -> dict[str, float]:
+    """Like ``compare``, for cases whose difference is small against the machine's drift:
+    each round times every case back to back (in a rotated order) and keeps its ratio to
+    the first case; the result is the first case's median time times each median ratio."""
+    names = list(cases)
+    for fn in cases.values():
+        per_call(fn, number)  # warm up
+    base: list[float] = []
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        order = names[i % len(names) :] + names[: i % len(names)]
+        times = {name: per_call(cases[name], number) for name in order}
+        base.append(times[names[0]])
+        for name in names:
+            ratios[name].append(times[name] / times[names[0]])
+    median_base = statistics.median(base)
+    return {name: median_base * statistics.median(ratios[name]) for name in names}
+
+
+def _observers() -> dict[str, Any]:
+    """The metrics settings compared: off, Prometheus, and OpenTelemetry spans + metrics."""
+
+    # A provider with no span processor still records spans (the SDK's cost), as an
+    # application with an exporter would; the reader is never read here.
+    otel = [
+        OtelTracing(TracerProvider()),
+        OtelMetrics(MeterProvider(metric_readers=[InMemoryMetricReader()])),
+    ]
+    return {
+        "metrics off": None,
+        "Prometheus": PrometheusMetrics(CollectorRegistry()),
+        "OTel spans + metrics": otel,
+    }
+
+
+def metrics_benchmarks(url: str, number: int) -> None:
+    """The cost of observer=: L1 hits (never timed), L2 hits (one histogram observation)
+    and misses (two observations, and spans with OTel), against the same cache without."""
+    observers = _observers()
+    caches = {
+        name: Cache.from_url(url, namespace=f"bench-m{i}", ttl=600, observer=observer)
+        for i, (name, observer) in enumerate(observers.items())
+    }
+    try:
+        for cache in caches.values():
+            cache.get_or_load("k", lambda: ROW)
+        results = paired(
+            {
+                f"L1 hit, {name}": (lambda c=cache: c.get_or_load("k", dict))
+                for name, cache in caches.items()
+            },
+            number * 10,
+        )
+        report("L1 hit (sync), metrics off and on", results, "L1 hit, metrics off")
+    finally:
+        for cache in caches.values():
+            cache.close()
+
+    l2 = {
+        name: Cache.from_url(
+            url, namespace=f"bench-ml2{i}", ttl=600, l1_size=0, stamp_ttl=600, observer=observer
+        )
+        for i, (name, observer) in enumerate(observers.items())
+    }
+    fresh = iter(range(10**9))
+    try:
+        for cache in l2.values():
+            cache.get_or_load("k", lambda: ROW)
+        results = paired(
+            {
+                f"L2 hit, {name}": (lambda c=cache: c.get_or_load("k", dict))
+                for name, cache in l2.items()
+            },
+            max(1, number // 4),
+            rounds=21,
+        )
+        report("L2 hit (sync), metrics off and on", results, "L2 hit, metrics off")
+        results = paired(
+            {
+                f"miss, {name}": (
+                    lambda c=cache: c.get_or_load(f"m{next(fresh)}", lambda: ROW, ttl=30)
+                )
+                for name, cache in l2.items()
+            },
+            max(1, number // 4),
+            rounds=21,
+        )
+        report("miss (sync), metrics off and on", results, "miss, metrics off")
+    finally:
+        for cache in l2.values():
+            cache.close()
+
+    async def run() -> dict[str, float]:
+        acaches = {
+            name: AsyncCache.from_url(url, namespace=f"bench-am{i}", ttl=600, observer=observer)
+            for i, (name, observer) in enumerate(observers.items())
+        }
+        try:
+            for acache in acaches.values():
+                await acache.get_or_load("k", lambda: ROW)
+            calls = number * 10
+            names = [f"L1 hit, {name}" for name in acaches]
+            by_name = dict(zip(names, acaches.values(), strict=True))
+
+            async def timed(acache: AsyncCache) -> float:
+                started = time.perf_counter()
+                for _ in range(calls):
+                    await acache.get_or_load("k", dict)
+                return (time.perf_counter() - started) / calls
+
+            for acache in acaches.values():
+                await timed(acache)  # warm up
+            base: list[float] = []
+            ratios: dict[str, list[float]] = {name: [] for name in names}
+            for i in range(41):
+                order = names[i % len(names) :] + names[: i % len(names)]
+                times = {name: await timed(by_name[name]) for name in order}
+                base.append(times[names[0]])
+                for name in names:
+                    ratios[name].append(times[name] / times[names[0]])
+            median_base = statistics.median(base)
+            return {name: median_base * statistics.median(ratios[name]) for name in names}
+        finally:
+            for acache in acaches.values():
+                await acache.close()
+
+    results = asyncio.run(run())
+    report("L1 hit (async), metrics off and on", results, "L1 hit, metrics off")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis", help="Redis URL (default: a private redis-server)")
     parser.add_argument("--number", type=int, default=2000)
     parser.add_argument(
-        "--only", choices=["single", "concurrent"], help="run one group of cases only"
+        "--only", choices=["single", "concurrent", "metrics"], help="run one group of cases only"
     )
     args = parser.parse_args()
 
     def run(url: str) -> None:
+        if args.only in (None, "metrics"):
+            metrics_benchmarks(url, args.number)
+        if args.only == "metrics":
+            return
         if args.only != "concurrent":
             sync_benchmarks(url, args.number)
             async_benchmarks(url, args.number)

@@ -50,8 +50,8 @@ def check_observer(value: object) -> tuple[Observer, ...]:
     for item in items:
         if not isinstance(item, Observer):
             raise ConfigurationError(
-                f"observer={item!r} is not an observer: pass a veneer.metrics backend such "
-                "as veneer.metrics.PrometheusMetrics() (or a list of them)"
+                f"observer={item!r} is not an observer: pass veneer.metrics.PrometheusMetrics(), "
+                "OtelMetrics() or OtelTracing() (or a list of them)"
             )
     return tuple(items)  # type: ignore[arg-type]
 

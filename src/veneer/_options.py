@@ -121,9 +121,9 @@ class CacheOptions:
     error_log_interval: float = 10.0
     """At most one warning per this many seconds for repeated Redis errors (they are counted)."""
     observer: Any = None
-    """Metrics and tracing (``veneer.metrics``): a ``PrometheusMetrics``, or a list of
-    observers, told about this cache once, when it is built. None (the default): nothing
-    is timed or traced beyond ``stats()``. See docs/metrics.md."""
+    """Metrics and tracing (``veneer.metrics``): a ``PrometheusMetrics``, ``OtelMetrics`` or
+    ``OtelTracing``, or a list of them, told about this cache once, when it is built. None
+    (the default): nothing is timed or traced beyond ``stats()``. See docs/metrics.md."""
 
     def __post_init__(self) -> None:
         try:

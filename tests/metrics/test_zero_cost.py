@@ -6,13 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from servers import RedisServer
 from veneer import Cache, ConfigurationError
 from veneer._observe import ObservedSample
 from veneer._stats import LatencySample
-from veneer.metrics import PrometheusMetrics
+from veneer.metrics import OtelTracing, PrometheusMetrics
 
 _TRACED = ("_load", "_fill", "_acquire_lease")
 
@@ -31,6 +32,14 @@ def test_without_an_observer_nothing_is_replaced(redis_server: RedisServer, name
         assert type(seen._l2_latency) is ObservedSample
         assert type(seen._load_latency) is ObservedSample
         assert not set(_TRACED) & set(vars(seen))
+    # Tracing replaces the miss-path methods of that instance only; its class is untouched.
+    with Cache.from_url(
+        redis_server.url, namespace=namespace, ttl=60, observer=OtelTracing(TracerProvider())
+    ) as traced:
+        assert set(_TRACED) <= set(vars(traced))
+        assert "apply" in vars(traced._invalidations)
+        assert type(traced._l2_latency) is LatencySample  # spans only: nothing timed
+        assert Cache._load is not traced._load
 
 
 def test_a_bad_observer_is_refused_at_construction(redis_server: RedisServer) -> None:
@@ -61,10 +70,12 @@ def test_metrics_public_api() -> None:
     import veneer.metrics
 
     assert sorted(veneer.metrics.__all__) == [
+        "OtelMetrics",
+        "OtelTracing",
         "PrometheusMetrics",
         "prometheus_metrics",
         "register",
         "unregister",
     ]
     for name in veneer.metrics.__all__:
-        assert getattr(veneer.metrics, name).__module__ == "veneer.metrics.prometheus"
+        assert getattr(veneer.metrics, name).__module__.startswith("veneer.metrics.")

@@ -10,6 +10,9 @@
     cache = Cache.from_url(url, namespace="shop", observer=metrics)  # registered, timed
     metrics.register(session_store)                   # any other component
 
+    # OpenTelemetry instead (or beside): spans, and metrics through the OTel SDK.
+    cache = Cache.from_url(url, namespace="shop", observer=[OtelTracing(), OtelMetrics()])
+
 The backends import their libraries on first use: ``import veneer.metrics`` alone
 needs neither. See docs/metrics.md for every exported name.
 """
@@ -20,11 +23,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .otel import OtelMetrics, OtelTracing
     from .prometheus import PrometheusMetrics, prometheus_metrics, register, unregister
 
-__all__ = ["PrometheusMetrics", "prometheus_metrics", "register", "unregister"]
+__all__ = [
+    "OtelMetrics",
+    "OtelTracing",
+    "PrometheusMetrics",
+    "prometheus_metrics",
+    "register",
+    "unregister",
+]
 
-_LAZY = dict.fromkeys(__all__, ".prometheus")
+_LAZY = {
+    "OtelMetrics": ".otel",
+    "OtelTracing": ".otel",
+    "PrometheusMetrics": ".prometheus",
+    "prometheus_metrics": ".prometheus",
+    "register": ".prometheus",
+    "unregister": ".prometheus",
+}
 
 if not TYPE_CHECKING:
 
