@@ -137,7 +137,9 @@ def _problems_in(events: list[dict[str, Any]], page_url: str) -> list[str]:
             text = " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
             found.append(f"console.{p['type']}: {text}")
         elif method == "Runtime.exceptionThrown":
-            found.append(f"uncaught exception: {p['exceptionDetails'].get('text')}")
+            details = p["exceptionDetails"]
+            what = details.get("exception", {}).get("description") or details.get("text")
+            found.append(f"uncaught exception: {what}")
         elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
             found.append(f"console error ({p['entry'].get('source')}): {p['entry'].get('text')}")
         elif method == "Network.requestWillBeSent":
