@@ -61,7 +61,7 @@ border-bottom:1px solid #ddd}h3{font-size:1rem;margin:1.2rem 0 .2rem}
 .setup{color:#444;margin:.2rem 0 1rem}.note{color:#555;font-size:13px}
 .cards{display:flex;flex-wrap:wrap;gap:.6rem}.card{border:1px solid #ddd;border-radius:6px;
 padding:.4rem .7rem;min-width:9.5rem}.card .k{font-size:12px;color:#555}
-.card .v{font-variant-numeric:tabular-nums;white-space:nowrap}
+.card{flex:1 1 0}.card .v{font-variant-numeric:tabular-nums;white-space:nowrap}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{padding:3px 6px;border-bottom:1px solid #eee;vertical-align:top}
 thead th{background:#f3f4f6;font-size:12px;text-align:right;font-weight:600}
@@ -357,13 +357,16 @@ def _scale(report: dict[str, Any], stacks: list[str], phases: list[dict[str, Any
     return _Scale(x_max, interval, lo, hi, _nice_max(err), _nice_max(db))
 
 
-def _phase_band(i: int, phase: dict[str, Any], sc: _Scale, height: float) -> str:
+def _phase_band(
+    i: int, phase: dict[str, Any], sc: _Scale, panels: list[tuple[float, float]]
+) -> str:
+    """One phase's shading over each (top, height) panel, its start line and its label."""
     start, end = _num(phase.get("start_s")), _num(phase.get("end_s"))
     if start is None or end is None:
         return ""
     x0, x1 = sc.x(start), sc.x(end)
     skipped = phase.get("skipped")
-    fill = "#e5e7eb" if skipped else ("#f8fafc" if i % 2 else "#eef2f7")
+    fill = "#dcdfe4" if skipped else ("#f4f6f9" if i % 2 else "#e6ebf2")
     name = str(phase.get("name") or "")
     title = str(phase.get("title") or name)
     fits = max(1, int((x1 - x0 - 6) / 6.2))  # ~6.2 px per character at 11 px
@@ -374,12 +377,17 @@ def _phase_band(i: int, phase: dict[str, Any], sc: _Scale, height: float) -> str
     )
     shown = label if len(label) <= fits else label[: max(1, fits - 1)] + "…"
     tip = f"{i}. {title}" + (f": skipped, {skipped}" if skipped else "")
+    shades = "".join(
+        f'<rect x="{x0:.1f}" y="{top:.1f}" width="{max(x1 - x0, 0.5):.1f}" '
+        f'height="{height:.1f}" fill="{fill}"/>'
+        for top, height in [(0.0, float(BAND_H)), *panels]
+    )
+    bottom = panels[-1][0] + panels[-1][1]
     return (
-        f'<g class="phase"><title>{escape(tip)}</title>'
-        f'<rect x="{x0:.1f}" y="0" width="{max(x1 - x0, 0.5):.1f}" height="{height:.0f}" '
-        f'fill="{fill}"/><line x1="{x0:.1f}" x2="{x0:.1f}" y1="0" y2="{height:.0f}" '
+        f'<g class="phase"><title>{escape(tip)}</title>{shades}'
+        f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="0" y2="{bottom:.0f}" '
         'stroke="#64748b" stroke-dasharray="3 3"/>'
-        f'<text x="{x0 + 4:.1f}" y="15" font-weight="600">{escape(shown)}</text></g>'
+        f'<text x="{x0 + 4:.1f}" y="16" font-weight="600">{escape(shown)}</text></g>'
     )
 
 
@@ -396,7 +404,7 @@ def _series_path(points: list[tuple[float, float] | None]) -> str:
 
 
 def _panel_title(top: float, text: str, legend: str = "") -> str:
-    return f'<text x="{LEFT}" y="{top - 7:.1f}" font-weight="600">{text}</text>{legend}'
+    return f'<text x="{LEFT + 4}" y="{top - 7:.1f}" font-weight="600">{text}</text>{legend}'
 
 
 def _latency(rows: list[dict[str, Any]], sc: _Scale, top: float, color: str) -> str:
@@ -490,7 +498,8 @@ def _chart(report: dict[str, Any], stack: str, color: str, phases: list[Any], sc
     err_top = lat_top + LAT_H + GAP
     db_top = err_top + ERR_H + GAP
     height = db_top + DB_H + AXIS_H
-    bands = "".join(_phase_band(i, _dict(p), sc, db_top + DB_H) for i, p in enumerate(phases, 1))
+    panels: list[tuple[float, float]] = [(lat_top, LAT_H), (err_top, ERR_H), (db_top, DB_H)]
+    bands = "".join(_phase_band(i, _dict(p), sc, panels) for i, p in enumerate(phases, 1))
     empty = (
         ""
         if rows
