@@ -67,6 +67,7 @@ class Counters:
     stale_fallbacks: int = 0
     cold_restarts: int = 0
     invalidations_missed: int = 0
+    redis_refusals: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -112,6 +113,8 @@ class CacheStats:
     cold_restarts: int
     invalidations_missed: int
     """Resubscriptions that found invalidations published while away (L1 dropped)."""
+    redis_refusals: int
+    """Redis calls answered with a refusal (out of memory, no permission), not errors."""
     invalidations_pending: int
     l1_entries: int
     l1_bytes: int
@@ -127,6 +130,9 @@ class CacheStats:
     """Redis calls that queued for a connection (every one of max_connections was busy)."""
     pool_timeouts: int
     """Redis calls that gave up queueing after pool_timeout (answered as without Redis)."""
+    degraded: tuple[str, ...]
+    """What Redis refuses now although it answers: ``writes`` (out of memory with
+    noeviction, a read-only user), ``scripts`` (no EVAL/EVALSHA), ``publish``."""
     l2_read_p50_ms: float
     l2_read_p99_ms: float
     load_p50_ms: float

@@ -56,7 +56,7 @@ class AsyncRedisAccess:
         component: str,
         *,
         redis_timeout: float,
-        on_failure: Callable[[BaseException], None] | None = None,
+        on_failure: Callable[[BaseException], object] | None = None,
     ) -> None:
         if not component or not component.replace("_", "").isalnum():
             raise ValueError(f"component={component!r}: use letters, digits and '_'")

@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from redis.exceptions import ResponseError as RefusedByRedis
 
-from .. import _fork
+from .. import _fork, _refusals
 from .._breaker import CircuitBreaker
 from .._codec import (
     HEADER_SIZE,
@@ -42,11 +42,12 @@ from .._l1 import L1Store
 from .._observe import check_observer
 from .._options import CacheOptions, Ttl
 from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
+from .._refusals import WRITES, Refusals, classify
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches, _conditional, _observed, _refresh
+from . import _batches, _conditional, _observed, _redis_io, _refresh
 from ._access import AsyncRedisAccess
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
@@ -79,7 +80,7 @@ from ._redis_io import (
     is_cluster,
     new_token,
 )
-from ._stamps import AsyncStampBook
+from ._stamps import AsyncStampBook, new_version
 
 __all__ = ["AsyncCache"]
 
@@ -198,6 +199,9 @@ class AsyncCache:
                 pool_timeout=opts.pool_timeout,
                 sharded_pubsub=opts.sharded_pubsub,
             )
+        # What this Redis refuses although it answers (out of memory, ACL): see _refused.
+        self._refusals = self._l2.refusals = Refusals(warn_every=opts.error_log_interval)
+        self._l2.on_refused = self._refused
         self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
         self._run_id: str | None = None
         self._warm_until = 0.0
@@ -242,7 +246,6 @@ class AsyncCache:
         )
         # A miss takes its lease in the round trip that reads the key (replicas cannot).
         self._lease_on_read = opts.leases and not opts.read_from_replicas
-        self._lease_refused_until = 0.0
         self._registry_key = self._layout.registry_key.encode()
         self._fills = 0
         # Bumped on every invalidation this process applies (its own or received):
@@ -468,10 +471,12 @@ class AsyncCache:
         """The read of the one caller per process that goes past L1 for ``key``: the value
         for every waiter, and the refresh this caller must run after handing it out."""
         seq = self._inv_seq
+        refusals = self._refusals
         if (
             self._lease_on_read
             and self._l2.lease_on_read
-            and _monotonic() > self._lease_refused_until
+            # Writes refused (out of memory): a plain GET, with a lease-get once a second.
+            and (not refusals.writes_until or refusals.allows(WRITES))
         ):
             leased = new_token()
             envelope = await self._read_or_lease(key, type, leased)
@@ -584,11 +589,19 @@ class AsyncCache:
             if token is not None:
                 self._release_soon(key, token)
             return await self._without_redis(key, loader, ttl, seq)
+        refused = False
         if self.options.leases and token is None:
-            outcome, found = await self._acquire_lease(key, type, seq, force, held)
+            refusals = self._refusals
+            if refusals.writes_until and not refusals.allows(WRITES):
+                outcome, found = "refused", None  # no lease can be written: do not try
+            else:
+                outcome, found = await self._acquire_lease(key, type, seq, force, held)
             if outcome == "value":
                 return found
             token = found
+            # Nobody can fill while Redis refuses writes: the fill below keeps the value
+            # in process (L1) instead, so the next reads do not load it again.
+            refused = outcome == "refused"
         if token is None:
             value, seconds = await self._load(loader)
         else:
@@ -597,7 +610,7 @@ class AsyncCache:
             if token is not None:
                 await self._release(key, token)
             return value
-        if token is not None or not self.options.leases:
+        if token is not None or not self.options.leases or refused:
             await self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
         return value
 
@@ -628,7 +641,8 @@ class AsyncCache:
 
         ``("lease", token)``: this caller loads and fills. ``("value", value)``: the
         holder's fill (or a stale value) arrived. ``("none", None)``: Redis failed
-        or the wait ran out: load without filling. ``held``: the caller just saw
+        or the wait ran out: load without filling. ``("refused", None)``: Redis
+        refuses writes, so no lease (nor fill) is possible. ``held``: the caller just saw
         another caller's lease (so it waits before asking again). A cancelled caller
         stops within one backoff step (every wait here is a plain await).
         """
@@ -653,7 +667,8 @@ class AsyncCache:
                     )
                     got = raw is None and not refreshing
             except REDIS_ERRORS as exc:
-                self._redis_failed(exc)
+                if self._redis_failed(exc) == WRITES:
+                    return "refused", None
                 return "none", None
             if raw is not None and is_lease_mark(raw):
                 force = False  # someone's lease in the value slot: wait for its fill
@@ -772,15 +787,16 @@ class AsyncCache:
                 *self._guarded_keys(key), lease_mark(token), self._lease_px
             )
         except RefusedByRedis as exc:
-            # Redis refuses the write (out of memory, no permission): plain reads for a
-            # second, which still serve what is cached.
-            self._lease_refused_until = _monotonic() + 1.0
-            self._warn(f"lease-get refused ({exc}); reading without leases for now")
+            # Redis refuses the write (out of memory, no permission): plain reads, which
+            # still serve what is cached, with a lease-get once a second (see _lead).
+            self._refused(classify(exc) or WRITES, exc)
             return await self._read(key, type)
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return _UNAVAILABLE
         self._l2_latency.record(time.perf_counter() - started)
+        if self._refusals.writes_until:
+            self._refusals.accepted(WRITES)  # it took our lease (or found an entry): back
         if raw is None or is_lease_mark(raw):
             self._counters.l2_misses += 1
             return _LEASED if raw is None and not refreshing else _HELD
@@ -982,6 +998,11 @@ class AsyncCache:
             return False
         data, px, fresh_seconds = encoded
         value_key, lease_key = self._guarded_keys(key)
+        refusals = self._refusals
+        if token is None and refusals.writes_until and not refusals.allows(WRITES):
+            # Redis refuses writes (out of memory): keep it in process, try again later.
+            self._remember(key, value, fresh_seconds, len(data), tags, seq)
+            return False
         try:
             if token is None:
                 await self._l2.set(value_key, data, px)
@@ -992,8 +1013,13 @@ class AsyncCache:
                 self._counters.fills_refused += 1
                 return False
         except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
+            if self._redis_failed(exc) == WRITES:
+                # Loaded and judged like any fill (an invalidation since bumped seq, and
+                # one heard later discards it): L1 holds it so reads do not load again.
+                self._remember(key, value, fresh_seconds, len(data), tags, seq)
             return False
+        if refusals.writes_until:
+            refusals.accepted(WRITES)
         self._remember(key, value, fresh_seconds, len(data), tags, seq)
         await self._record_fill(key)
         return True
@@ -1271,17 +1297,59 @@ class AsyncCache:
         if self._invalidations.pending:
             await self._invalidations.drain()
 
-    async def check(self) -> None:
+    async def check(self) -> tuple[str, ...]:
         """Ping Redis now; raise :class:`RedisUnavailable` saying why it does not answer.
 
         Reads never raise for Redis (they fall back to the source): call this at
         start-up or from a health check to see why the cache is being bypassed.
+        Redis may answer and still refuse part of what veneer sends (out of memory
+        with ``noeviction``; an ACL user without ``EVALSHA`` or ``PUBLISH``): the
+        answer is one sentence per refusal (empty when nothing is refused), each
+        also logged as a warning (rate-limited) and listed in ``stats().degraded``.
         """
         try:
             await self._l2.ping()
         except Exception as exc:
             where = self._l2.describe()
             raise RedisUnavailable(describe_redis_failure(exc, where)) from exc
+        await self._probe_refusals()
+        return self._refusals.reasons()
+
+    async def _probe_refusals(self) -> None:
+        """One round trip of what reads, fills and invalidations need: the namespace stamp's
+        ``SET NX`` (a write, refused out of memory), an ``EVALSHA`` of a script that is not
+        loaded (``NOSCRIPT`` if scripts are allowed) and an empty ``PUBLISH`` on the
+        channel (other processes ignore it)."""
+        layout = self._layout
+        epoch = layout.epoch_key.encode()
+        probes: list[tuple[str, bytes, bytes]] = [
+            (
+                WRITES,
+                epoch,
+                _redis_io.pack("SET", epoch, new_version(), "NX", "EX", self._stamps.redis_expiry),
+            ),
+            (_refusals.SCRIPTS, epoch, _redis_io.pack("EVALSHA", "0" * 40, 0)),
+        ]
+        if self.options.broadcast:
+            publish = "SPUBLISH" if await self._l2.sharded_broadcast() else "PUBLISH"
+            probes.append(
+                (
+                    _refusals.PUBLISH,
+                    layout.published_key.encode(),
+                    _redis_io.pack(publish, layout.channel.encode(), b""),
+                )
+            )
+        try:
+            replies = await self._l2.answers([(key, packed) for _, key, packed in probes])
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return
+        for (capability, _, _), reply in zip(probes, replies, strict=True):
+            refused = classify(reply) if isinstance(reply, RefusedByRedis) else None
+            if refused is not None:
+                self._refused(refused, reply)
+            else:
+                self._refusals.accepted(capability)
 
     async def ready(self, timeout: float = 5.0) -> bool:
         """Wait until this process hears other processes' invalidations (or ``timeout``)."""
@@ -1326,15 +1394,30 @@ class AsyncCache:
 
     # --------------------------------------------------------------- plumbing
 
-    def _redis_failed(self, exc: BaseException) -> None:
+    def _redis_failed(self, exc: BaseException) -> str | None:
+        """Count and report a failed Redis call; the capability Redis refused, if that is
+        what it was (an answer, not an outage: see veneer._refusals)."""
         if isinstance(exc, CircuitOpen):
             self._counters.breaker_rejections += 1
-            return
+            return None
         if isinstance(exc, PoolExhausted):  # counted by the pool (stats().pool_timeouts)
             self._warn(f"{exc}; served without Redis")
-            return
+            return None
+        refused = classify(exc)
+        if refused is not None:
+            self._refused(refused, exc)
+            return refused
         self._counters.redis_errors += 1
         self._warn(f"Redis call failed ({exc.__class__.__name__}: {exc}); served from the source")
+        return None
+
+    def _refused(self, capability: str, exc: BaseException) -> None:
+        """Redis answered with a refusal: counted apart from errors, and warned about once
+        per ``error_log_interval`` per capability (a full Redis refuses every write)."""
+        self._counters.redis_refusals += 1
+        message = self._refusals.refused(capability, exc)
+        if message is not None:
+            log.warning("veneer[%s]: %s", self.options.namespace, message)
 
     def _warn(self, message: str) -> None:
         now = _monotonic()
@@ -1363,6 +1446,7 @@ class AsyncCache:
             source_peak=self._bulkhead.peak,
             pool_waits=pool_waits,
             pool_timeouts=pool_timeouts,
+            degraded=self._refusals.degraded(),
             l2_read_p50_ms=l2_p50 * 1000,
             l2_read_p99_ms=l2_p99 * 1000,
             load_p50_ms=load_p50 * 1000,

@@ -49,7 +49,7 @@ class AsyncInvalidations:
         sender: str,
         broadcast: bool,
         errors: tuple[type[BaseException], ...],
-        on_error: Callable[[BaseException], None],
+        on_error: Callable[[BaseException], object],
         warn: Callable[[str], None],
         monitor_every: int,
         monitor_delay: float,

@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover - another redis-py layout: the normal re
 from .._breaker import CircuitBreaker
 from .._errors import ConfigurationError, RedisUnavailable, describe_redis_failure
 from .._fork import park
+from .._refusals import WRITES, Refusals, StillRefused, classify
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
 from ._concurrency import (
     ConnectionSlots,
@@ -588,6 +589,10 @@ class AsyncL2:
         self.lease_on_read = True
         self._lean_set_and_revoke = LeanScript(SET_AND_REVOKE)
         self._lean_claim_refresh = LeanScript(CLAIM_REFRESH)
+        # What this Redis refuses (answers, not outages: see veneer._refusals); the cache
+        # replaces both with its own, which also warn.
+        self.refusals = Refusals()
+        self.on_refused: Callable[[str, BaseException], object] = self.refusals.refused
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
             self._connection_class = pool.connection_class
@@ -1017,18 +1022,46 @@ class AsyncL2:
         (``SET NX GET`` would be one command, but only from Redis 7.0). A stamp
         never goes back to "absent", so an entry written under an old version can
         never match again, even after the stamp key expired or its shard restarted.
+
+        When Redis refuses the ``SET NX`` (out of memory, a read-only user) the GETs
+        still answer: the stamps that exist are read (and no ``SET NX`` is sent again
+        within the refusal's retry window); a missing one raises the refusal, as no
+        entry can be checked or written under a stamp that cannot be created.
         """
-        replies = await self._batch(
-            [
-                (key, pack("SET", key, version, "NX", "EX", ex) + pack("GET", key), 2)
-                for key, version in zip(keys, fresh, strict=True)
-            ]
-        )
-        _first_error(replies)
-        return [
+        refusals = self.refusals
+        refused: BaseException | None = None
+        if not refusals.writes_until or refusals.allows(WRITES):
+            replies = await self._batch(
+                [
+                    (key, pack("SET", key, version, "NX", "EX", ex) + pack("GET", key), 2)
+                    for key, version in zip(keys, fresh, strict=True)
+                ]
+            )
+            reads = replies[1::2]
+            for reply in replies[::2]:
+                if isinstance(reply, ResponseError):
+                    if classify(reply) != WRITES:
+                        raise reply
+                    refused = reply
+            if refused is not None:
+                self.on_refused(WRITES, refused)
+            elif refusals.writes_until:
+                refusals.accepted(WRITES)
+        else:
+            reads = await self._batch([(key, pack("GET", key), 1) for key in keys])
+        _first_error(reads)
+        versions = [
             version if reply is None else parse_stamp(reply)
-            for reply, version in zip(replies[1::2], fresh, strict=True)
+            for reply, version in zip(reads, fresh, strict=True)
         ]
+        if (refused is not None or refusals.writes_until) and any(r is None for r in reads):
+            raise refused or StillRefused(WRITES, refusals.errors.get(WRITES, "writes refused"))
+        return versions
+
+    async def answers(self, commands: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Run one-reply ``(routing key, packed command)`` pairs in one round trip (per
+        node); error replies come back as exception objects, not raised (for check())."""
+        return await self._batch([(key, packed, 1) for key, packed in commands])
 
     async def overwrite_stamps(self, items: list[tuple[bytes, int]], ex: int) -> None:
         """Replace stamps that hold no valid version (written by something else)."""

@@ -41,7 +41,7 @@ class AsyncStampBook:
         trust_seconds: float,
         redis_expiry: int,
         errors: tuple[type[BaseException], ...],
-        on_error: Callable[[BaseException], None],
+        on_error: Callable[[BaseException], object],
     ) -> None:
         self._l2 = l2
         self._layout = layout

@@ -37,7 +37,7 @@ class LeaseKeeper:
         heartbeat: float,
         longest: float,
         errors: tuple[type[BaseException], ...],
-        on_error: Callable[[BaseException], None],
+        on_error: Callable[[BaseException], object],
     ) -> None:
         self._l2 = l2
         self._period = heartbeat / 3

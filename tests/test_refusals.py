@@ -1,0 +1,257 @@
+"""Redis that answers but refuses part of the protocol (issue 17, item 5): out of memory
+with ``noeviction``, an ACL user without ``EVAL``/``EVALSHA``, one without ``PUBLISH``.
+
+Each case runs on a private redis-server configured that way. The cache keeps doing
+what still works, bounds the loads per key, never raises to the caller, reports the
+refusal in ``check()`` and ``stats().degraded``, and warns once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from servers import RedisServer
+from veneer import AsyncCache, Cache
+
+WARM = [f"warm{i}" for i in range(20)]  # in Redis before it refuses anything
+NEW = [f"new{i}" for i in range(20)]  # first read while Redis refuses
+THREADS = 8
+ROUNDS = 5
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+def acl_url(server: RedisServer, *denied: str) -> str:
+    """A URL for a user allowed every command but ``denied``, on every key and channel."""
+    admin = server.client()
+    admin.acl_setuser(
+        "app",
+        enabled=True,
+        passwords=["+secret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", *(f"-{command}" for command in denied)],
+    )
+    admin.close()
+    return f"redis://app:secret@127.0.0.1:{server.port}/0"
+
+
+def warm(url: str, namespace: str) -> None:
+    writer = Cache.from_url(url, namespace=namespace, ttl=300, l1_size=0)
+    try:
+        for key in WARM:
+            assert writer.get_or_load(key, lambda key=key: f"v:{key}") == f"v:{key}"
+    finally:
+        writer.close()
+
+
+def refusal_warnings(caplog: pytest.LogCaptureFixture, word: str) -> int:
+    return sum(
+        1
+        for r in caplog.records
+        if r.name == "veneer" and r.levelno == logging.WARNING and word in r.getMessage()
+    )
+
+
+def rejected_writes(raw: redis.Redis) -> int:
+    """Commands Redis refused for memory (INFO commandstats ``rejected_calls``)."""
+    stats = raw.info("commandstats")
+    return sum(int(v.get("rejected_calls", 0)) for v in stats.values())
+
+
+def read_everything_sync(cache: Cache, loads: Counter[str]) -> list[BaseException]:
+    """THREADS threads read every key ROUNDS times in a shuffled order, released at once."""
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(THREADS)
+
+    def loader(key: str) -> str:
+        with lock:
+            loads[key] += 1
+        time.sleep(0.005)  # long enough for the other threads to miss too
+        return f"v:{key}"
+
+    def run(seed: int) -> None:
+        keys = (WARM + NEW) * ROUNDS
+        random.Random(seed).shuffle(keys)
+        try:
+            barrier.wait(10)
+            for key in keys:
+                assert cache.get_or_load(key, lambda key=key: loader(key)) == f"v:{key}"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
+
+
+async def read_everything_async(cache: AsyncCache, loads: Counter[str]) -> None:
+    async def loader(key: str) -> str:
+        loads[key] += 1
+        await asyncio.sleep(0.005)
+        return f"v:{key}"
+
+    async def run(seed: int) -> None:
+        keys = (WARM + NEW) * ROUNDS
+        random.Random(seed).shuffle(keys)
+        for key in keys:
+            got = await cache.get_or_load(key, lambda key=key: loader(key))
+            assert got == f"v:{key}"
+
+    await asyncio.wait_for(asyncio.gather(*(run(seed) for seed in range(THREADS))), 60)
+
+
+# ------------------------------------------------------------------ out of memory
+
+
+def test_out_of_memory_serves_what_redis_has_and_loads_each_new_key_once(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of memory with noeviction: the values in Redis are still served (GET works),
+    each new key is loaded once and kept in process, writes are tried about once a second
+    (not once per miss), the breaker stays closed, check() and stats() say so, and the
+    warning is logged once."""
+    caplog.set_level(logging.WARNING, logger="veneer")
+    raw = server.client()
+    warm(server.url, "oom")
+    raw.config_set("maxmemory", 1)
+    assert raw.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    cache = Cache.from_url(server.url, namespace="oom", ttl=300, l1_ttl=60)
+    loads: Counter[str] = Counter()
+    try:
+        assert cache.ready()
+        rejected_before = rejected_writes(raw)
+        started = time.monotonic()
+        errors = read_everything_sync(cache, loads)
+        elapsed = time.monotonic() - started
+        assert errors == []
+        assert not any(loads[key] for key in WARM), loads  # served from Redis
+        assert {key: loads[key] for key in NEW} == dict.fromkeys(NEW, 1)
+        reasons = cache.check()
+        assert len(reasons) == 1 and "refuses writes" in reasons[0], reasons
+        stats = cache.stats()
+        assert stats.l2_hits >= len(WARM)
+        assert stats.breaker_state == "closed" and stats.breaker_opened == 0
+        assert stats.redis_errors == 0 and stats.redis_refusals >= 1
+        assert stats.degraded == ("writes",)
+        # The callers already in flight when the first refusal came back (one per thread),
+        # the stamp, check()'s probe, then about one a second; without the retry window
+        # every miss would send its lease-get and its fill.
+        rejected = rejected_writes(raw) - rejected_before
+        assert rejected <= THREADS + 2 + 2 * elapsed, (rejected, elapsed)
+        assert refusal_warnings(caplog, "refuses writes") == 1
+        assert cache.check() == reasons  # asked again: still refused, not warned again
+        assert refusal_warnings(caplog, "refuses writes") == 1
+
+        raw.config_set("maxmemory", 0)
+        assert cache.check() == ()
+        assert cache.stats().degraded == ()
+        cache.invalidate("new0")
+        assert cache.get_or_load("new0", lambda: "again") == "again"
+        assert raw.exists("{oom:new0}")  # filled in Redis again
+    finally:
+        raw.config_set("maxmemory", 0)
+        cache.close()
+        raw.close()
+
+
+async def test_out_of_memory_async(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The same on AsyncCache: cached values served, one load per new key, no error, the
+    refusal in check() and stats(), one warning."""
+    caplog.set_level(logging.WARNING, logger="veneer")
+    raw = server.client()
+    warm(server.url, "oom")
+    raw.config_set("maxmemory", 1)
+    cache = AsyncCache.from_url(server.url, namespace="oom", ttl=300, l1_ttl=60)
+    loads: Counter[str] = Counter()
+    try:
+        assert await cache.ready()
+        await read_everything_async(cache, loads)
+        assert not any(loads[key] for key in WARM), loads
+        assert {key: loads[key] for key in NEW} == dict.fromkeys(NEW, 1)
+        reasons = await cache.check()
+        assert len(reasons) == 1 and "refuses writes" in reasons[0], reasons
+        stats = cache.stats()
+        assert stats.l2_hits >= len(WARM)
+        assert stats.breaker_opened == 0 and stats.redis_errors == 0
+        assert stats.degraded == ("writes",)
+        assert refusal_warnings(caplog, "refuses writes") == 1
+        raw.config_set("maxmemory", 0)
+        assert await cache.check() == ()
+    finally:
+        raw.config_set("maxmemory", 0)
+        await cache.close()
+        raw.close()
+
+
+# ------------------------------------------------------------- the classification
+
+
+def test_refusals_are_classified_by_capability_and_retried_once_per_window() -> None:
+    """OOM is a write refusal, NOPERM on EVALSHA a script refusal, NOPERM on PUBLISH or a
+    channel a publish refusal; other errors are not refusals. A refused capability is let
+    through once per window, and a success clears it."""
+    from redis.exceptions import (
+        ConnectionError,
+        NoPermissionError,
+        OutOfMemoryError,
+        ResponseError,
+    )
+
+    from veneer._refusals import Refusals, classify
+
+    oom = OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+    assert classify(oom) == "writes"
+    noeval = NoPermissionError("this user has no permissions to run the 'evalsha' command")
+    assert classify(noeval) == "scripts"
+    assert (
+        classify(NoPermissionError("User u has no permissions to run the 'script|load' command"))
+        == "scripts"
+    )
+    assert (
+        classify(NoPermissionError("this user has no permissions to run the 'publish' command"))
+        == "publish"
+    )
+    assert (
+        classify(
+            NoPermissionError("no permissions to access one of the channels used as arguments")
+        )
+        == "publish"
+    )
+    assert (
+        classify(NoPermissionError("no permissions to access one of the keys used as arguments"))
+        == "writes"
+    )
+    assert classify(ResponseError("ERR Error running script (call to f_x): oops")) is None
+    assert classify(ConnectionError("Connection refused")) is None
+
+    now = [100.0]
+    refusals = Refusals(retry_after=1.0, warn_every=10.0, clock=lambda: now[0])
+    assert refusals.allows("writes") and refusals.degraded() == ()
+    assert refusals.refused("writes", oom) is not None  # warned
+    assert refusals.degraded() == ("writes",) and refusals.writes_until == 101.0
+    assert not refusals.allows("writes")
+    now[0] = 101.5
+    assert refusals.allows("writes")  # the first caller past the window tries
+    assert not refusals.allows("writes")  # the others do not
+    assert refusals.refused("writes", oom) is None  # warned 1.5 s ago: not again
+    refusals.accepted("writes")
+    assert refusals.degraded() == () and refusals.writes_until == 0.0
