@@ -202,6 +202,150 @@ async def test_out_of_memory_async(server: RedisServer, caplog: pytest.LogCaptur
         raw.close()
 
 
+# ------------------------------------------------------- an ACL user without scripts
+
+
+def read_everything_two_sync(caches: list[Cache], loads: Counter[str]) -> list[BaseException]:
+    """THREADS threads spread over ``caches`` (two processes' worth), as above."""
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(THREADS)
+
+    def loader(key: str) -> str:
+        with lock:
+            loads[key] += 1
+        time.sleep(0.005)
+        return f"v:{key}"
+
+    def run(seed: int) -> None:
+        cache = caches[seed % len(caches)]
+        keys = (WARM + NEW) * ROUNDS
+        random.Random(seed).shuffle(keys)
+        try:
+            barrier.wait(10)
+            for key in keys:
+                assert cache.get_or_load(key, lambda key=key: loader(key)) == f"v:{key}"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
+
+
+def test_without_scripts_leases_still_bound_loads_and_hits_are_served(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL user without EVAL/EVALSHA: entries in Redis are hits, and two caches (two
+    processes' worth) with 4 threads each load every new key exactly once between them
+    (leases by SET NX in the value's slot, fills by WATCH/MULTI/EXEC), with no error;
+    check() and stats() name the refusal and each cache warns once."""
+    caplog.set_level(logging.WARNING, logger="veneer")
+    warm(server.url, "noeval")
+    url = acl_url(server, "eval", "evalsha", "eval_ro", "evalsha_ro")
+    caches = [Cache.from_url(url, namespace="noeval", ttl=300, l1_ttl=60) for _ in range(2)]
+    raw = server.client()
+    loads: Counter[str] = Counter()
+    try:
+        assert all(cache.ready() for cache in caches)
+        reasons = [cache.check() for cache in caches]  # at start-up
+        errors = read_everything_two_sync(caches, loads)
+        assert errors == []
+        assert not any(loads[key] for key in WARM), loads
+        assert {key: loads[key] for key in NEW} == dict.fromkeys(NEW, 1)
+        for cache in caches:
+            stats = cache.stats()
+            assert stats.l2_hits >= len(WARM), stats
+            assert stats.redis_errors == 0 and stats.breaker_opened == 0
+            assert stats.degraded == ("scripts",)
+        assert all(raw.exists(f"{{noeval:{key}}}") for key in NEW)  # filled in Redis
+        for found in reasons:
+            assert len(found) == 1 and "refuses scripts" in found[0], found
+        assert refusal_warnings(caplog, "refuses scripts") == len(caches)
+    finally:
+        for cache in caches:
+            cache.close()
+        raw.close()
+
+
+def test_without_scripts_an_invalidation_still_refuses_the_fill_it_races(
+    server: RedisServer,
+) -> None:
+    """The stale-set race without Lua: a fill whose lease an invalidation revoked (while
+    its load read the old row) does not land, so the next read loads the new row."""
+    url = acl_url(server, "eval", "evalsha", "eval_ro", "evalsha_ro")
+    reader = Cache.from_url(url, namespace="race", ttl=300, l1_size=0)
+    writer = Cache.from_url(url, namespace="race", ttl=300, l1_size=0)
+    row = {"v": "old"}
+    loading, invalidated = threading.Event(), threading.Event()
+    got: list[str] = []
+
+    def slow_old() -> str:
+        value = row["v"]
+        loading.set()
+        assert invalidated.wait(10)
+        return value
+
+    try:
+        assert reader.check() and writer.check()  # both learn that scripts are refused
+        t = threading.Thread(target=lambda: got.append(reader.get_or_load("k", slow_old)))
+        t.start()
+        assert loading.wait(10)
+        row["v"] = "new"
+        writer.invalidate("k")
+        invalidated.set()
+        t.join(10)
+        assert got == ["old"]  # its caller gets what it loaded
+        assert reader.stats().fills_refused == 1
+        assert reader.get_or_load("k", lambda: row["v"]) == "new"
+        assert writer.get_or_load("k", lambda: "never loaded") == "new"
+    finally:
+        reader.close()
+        writer.close()
+
+
+async def test_without_scripts_async(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The same on AsyncCache: two caches, cached keys served, each new key loaded once."""
+    caplog.set_level(logging.WARNING, logger="veneer")
+    warm(server.url, "noeval")
+    url = acl_url(server, "eval", "evalsha", "eval_ro", "evalsha_ro")
+    caches = [AsyncCache.from_url(url, namespace="noeval", ttl=300, l1_ttl=60) for _ in range(2)]
+    loads: Counter[str] = Counter()
+
+    async def loader(key: str) -> str:
+        loads[key] += 1
+        await asyncio.sleep(0.005)
+        return f"v:{key}"
+
+    async def run(seed: int) -> None:
+        cache = caches[seed % 2]
+        keys = (WARM + NEW) * ROUNDS
+        random.Random(seed).shuffle(keys)
+        for key in keys:
+            assert await cache.get_or_load(key, lambda key=key: loader(key)) == f"v:{key}"
+
+    try:
+        for cache in caches:
+            assert await cache.ready()
+        reasons = [await cache.check() for cache in caches]
+        await asyncio.wait_for(asyncio.gather(*(run(seed) for seed in range(THREADS))), 60)
+        assert not any(loads[key] for key in WARM), loads
+        assert {key: loads[key] for key in NEW} == dict.fromkeys(NEW, 1)
+        for cache in caches:
+            stats = cache.stats()
+            assert stats.l2_hits >= len(WARM) and stats.redis_errors == 0
+            assert stats.degraded == ("scripts",)
+        for found in reasons:
+            assert len(found) == 1 and "refuses scripts" in found[0], found
+        assert refusal_warnings(caplog, "refuses scripts") == len(caches)
+    finally:
+        for cache in caches:
+            await cache.close()
+
+
 # ------------------------------------------------------------- the classification
 
 

@@ -110,6 +110,7 @@ class Refusals:
         "_until",
         "_warn_every",
         "errors",
+        "scripts_until",
         "writes_until",
     )
 
@@ -128,16 +129,17 @@ class Refusals:
         self._last_warned: dict[str, float] = {}
         # What Redis answered, per refused capability (the error's text).
         self.errors: dict[str, str] = {}
-        # The hot path's check, a plain float: a miss reads it before taking its lease.
+        # The hot path's checks, plain floats (0.0: not refused): a miss reads them before
+        # taking its lease.
         self.writes_until = 0.0
+        self.scripts_until = 0.0
 
     def refused(self, capability: str, exc: BaseException | str) -> str | None:
         """Record a refusal; the warning to log, or None when one was logged recently."""
         now = self._clock()
         if not isinstance(exc, StillRefused):  # (one not sent does not move the window)
-            self._until[capability] = until = now + self._retry
-            if capability == WRITES:
-                self.writes_until = until
+            self._until[capability] = now + self._retry
+            self._publish(capability)
             self.errors[capability] = str(exc)
         message = describe(capability, self.errors.get(capability, str(exc)))
         last = self._last_warned.get(capability)
@@ -156,9 +158,8 @@ class Refusals:
         now = self._clock()
         if now < until:
             return False
-        self._until[capability] = until = now + self._retry
-        if capability == WRITES:
-            self.writes_until = until
+        self._until[capability] = now + self._retry
+        self._publish(capability)
         return True
 
     def refusing(self, capability: str) -> bool:
@@ -169,8 +170,15 @@ class Refusals:
         """``capability`` worked: Redis takes it again."""
         if self._until.pop(capability, None) is not None:
             self.errors.pop(capability, None)
-            if capability == WRITES:
-                self.writes_until = 0.0
+            self._publish(capability)
+
+    def _publish(self, capability: str) -> None:
+        """Mirror a window in the attribute the hot path reads."""
+        until = self._until.get(capability, 0.0)
+        if capability == WRITES:
+            self.writes_until = until
+        elif capability == SCRIPTS:
+            self.scripts_until = until
 
     def degraded(self) -> tuple[str, ...]:
         """The refused capabilities, in a stable order (for ``stats().degraded``)."""

@@ -40,6 +40,7 @@ from redis.exceptions import (
     RedisClusterException,
     RedisError,
     ResponseError,
+    WatchError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -49,9 +50,10 @@ except ImportError:  # pragma: no cover - another redis-py layout: the normal re
     _NOT_ENOUGH_DATA = None
 
 from .._breaker import CircuitBreaker
+from .._codec import is_lease_mark
 from .._errors import ConfigurationError, RedisUnavailable, describe_redis_failure
 from .._fork import park
-from .._refusals import WRITES, Refusals, StillRefused, classify
+from .._refusals import SCRIPTS, WRITES, Refusals, StillRefused, classify
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
 from ._concurrency import (
     ConnectionSlots,
@@ -593,6 +595,9 @@ class AsyncL2:
         # replaces both with its own, which also warn.
         self.refusals = Refusals()
         self.on_refused: Callable[[str, BaseException], object] = self.refusals.refused
+        # Without scripts nothing renews a lease: marks then live this long (the cache
+        # sets it to lease_ttl).
+        self.unrenewed_px = 5000
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
             self._connection_class = pool.connection_class
@@ -865,6 +870,8 @@ class AsyncL2:
         costs about what a GET costs (``benchmarks/hit_path.py``); the Lua twin otherwise.
         """
         if self.lease_on_read:
+            if self.refusals.scripts_until:
+                lease_px = max(lease_px, self.unrenewed_px)  # no script will renew it
             reply, holder = await self._one(key, _pack_lease_get(key, lease, mark, lease_px), 2)
             if not isinstance(reply, ResponseError):
                 return reply, reply is None and holder is not None
@@ -878,16 +885,31 @@ class AsyncL2:
     ) -> tuple[bytes | None, bool]:
         """The lease-get of a waiter, as :meth:`lease_get` answers; leases that outlive any
         live holder's (``lease_px``) are cut to that (see LEASE_GET)."""
-        state, value = await self._script(self._lean_lease_get, [key, lease], [mark, lease_px])
+        if self._scripts_refused():
+            state, value = await self._plain_lease_get(key, lease, mark)
+        else:
+            try:
+                state, value = await self._script(
+                    self._lean_lease_get, [key, lease], [mark, lease_px]
+                )
+            except ResponseError as exc:
+                self._scripts_failed(exc)
+                state, value = await self._plain_lease_get(key, lease, mark)
         return (value if state == 0 else None), state == 2
 
     async def get_or_lease(
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, force: bool
     ) -> tuple[bool, bytes | None]:
         """The lease key: ``(lease taken, value or None)`` in one round trip."""
-        reply = await self._script(
-            self._lean_get_or_lease, [key, lease], [token, lease_px, b"1" if force else b"0"]
-        )
+        if self._scripts_refused():
+            return await self._plain_get_or_lease(key, lease, token, force)
+        try:
+            reply = await self._script(
+                self._lean_get_or_lease, [key, lease], [token, lease_px, b"1" if force else b"0"]
+            )
+        except ResponseError as exc:
+            self._scripts_failed(exc)
+            return await self._plain_get_or_lease(key, lease, token, force)
         return bool(reply[0]), reply[1]
 
     async def lease_get_many(
@@ -923,40 +945,182 @@ class AsyncL2:
         self, key: bytes, lease: bytes, token: bytes, lease_px: int, expected_head: bytes
     ) -> bool:
         """Take the lease to refresh ``key`` if it still starts with ``expected_head``
-        (``b""``: if it is still absent)."""
-        reply = await self._script(
-            self._lean_claim_refresh, [key, lease], [token, lease_px, expected_head]
-        )
+        (``b""``: if it is still absent). Without scripts: never (no refreshes; a stale
+        entry is served until it expires, then its miss is leased as usual)."""
+        if self._scripts_refused():
+            return False
+        try:
+            reply = await self._script(
+                self._lean_claim_refresh, [key, lease], [token, lease_px, expected_head]
+            )
+        except ResponseError as exc:
+            self._scripts_failed(exc)
+            return False
         return bool(reply)
 
     async def fill_with_lease(
         self, key: bytes, lease: bytes, token: bytes, mark: bytes, data: bytes, px: int
     ) -> bool:
-        reply = await self._script(
-            self._lean_fill_with_lease, [key, lease], [token, data, px, mark]
-        )
+        if self._scripts_refused():
+            return await self._plain_fill(key, lease, token, mark, data, px)
+        try:
+            reply = await self._script(
+                self._lean_fill_with_lease, [key, lease], [token, data, px, mark]
+            )
+        except ResponseError as exc:
+            self._scripts_failed(exc)
+            return await self._plain_fill(key, lease, token, mark, data, px)
         return bool(reply)
 
     async def fill_many_with_lease(
         self, items: list[tuple[bytes, bytes, bytes, int]], token: bytes, mark: bytes
     ) -> list[bool]:
-        script = self._lean_fill_with_lease
-        replies = await self._scripts(
-            [(script, [key, lease], [token, data, px, mark]) for key, lease, data, px in items]
-        )
-        return [bool(r) for r in replies]
+        if not self._scripts_refused():
+            script = self._lean_fill_with_lease
+            try:
+                replies = await self._scripts(
+                    [
+                        (script, [key, lease], [token, data, px, mark])
+                        for key, lease, data, px in items
+                    ]
+                )
+                return [bool(r) for r in replies]
+            except ResponseError as exc:
+                self._scripts_failed(exc)
+        return [
+            await self._plain_fill(key, lease, token, mark, data, px)
+            for key, lease, data, px in items
+        ]
 
     async def release_lease(self, key: bytes, lease: bytes, token: bytes, mark: bytes) -> None:
-        await self._script(self._lean_release_lease, [key, lease], [token, mark])
+        if self._scripts_refused():
+            await self._plain_release(key, lease, token, mark)
+            return
+        try:
+            await self._script(self._lean_release_lease, [key, lease], [token, mark])
+        except ResponseError as exc:
+            self._scripts_failed(exc)
+            await self._plain_release(key, lease, token, mark)
 
     async def renew_leases(self, leases: list[tuple[bytes, bytes, bytes, bytes]], px: int) -> None:
         """Extend leases still held (value key, lease key, token, mark) by ``px``, in one
-        round trip per node; a lease that is gone (filled, revoked) is left alone."""
+        round trip per node; a lease that is gone (filled, revoked) is left alone.
+        Without scripts, nothing (marks taken then live ``unrenewed_px``)."""
+        if self._scripts_refused():
+            return
         script = self._lean_renew_lease
-        await self._scripts([(script, [k, lk], [t, m, px]) for k, lk, t, m in leases])
+        try:
+            await self._scripts([(script, [k, lk], [t, m, px]) for k, lk, t, m in leases])
+        except ResponseError as exc:
+            self._scripts_failed(exc)
 
     async def set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
-        await self._script(self._lean_set_and_revoke, [key, lease], [data, px])
+        if self._scripts_refused():
+            await self._plain_set_and_revoke(key, lease, data, px)
+            return
+        try:
+            await self._script(self._lean_set_and_revoke, [key, lease], [data, px])
+        except ResponseError as exc:
+            self._scripts_failed(exc)
+            await self._plain_set_and_revoke(key, lease, data, px)
+
+    # ------------------------------------ without scripts (an ACL without EVALSHA)
+
+    def _scripts_refused(self) -> bool:
+        """Whether to do without the script now: refused, and not yet time to try again."""
+        refusals = self.refusals
+        return bool(refusals.scripts_until) and not refusals.allows(SCRIPTS)
+
+    def _scripts_failed(self, exc: ResponseError) -> None:
+        """A script call failed: re-raise unless Redis refused scripts (then the caller
+        does without, and the refusal is reported)."""
+        if classify(exc) != SCRIPTS:
+            raise exc
+        self.on_refused(SCRIPTS, exc)
+
+    async def _plain_lease_get(self, key: bytes, lease: bytes, mark: bytes) -> tuple[int, Any]:
+        """LEASE_GET's answer without Lua: ``(1, None)`` our mark is in the value slot,
+        ``(2, None)`` a refresh holds the lease key (our mark waits with it), ``(0, bytes)``
+        an entry or another caller's mark."""
+        px = self.unrenewed_px
+        if self.lease_on_read:
+            reply, holder = await self._one(key, _pack_lease_get(key, lease, mark, px), 2)
+            _first_error([reply, holder])
+            if reply is not None:
+                return 0, reply
+            return (2 if holder is not None else 1), None
+        taken, reply, holder = await self._one(
+            key, pack("SET", key, mark, "NX", "PX", px) + pack("GET", key) + pack("GET", lease), 3
+        )
+        _first_error([taken, reply, holder])
+        if taken:
+            return (2 if holder is not None else 1), None
+        # Not taken, and gone before the GET (filled and invalidated between): ask again.
+        return (0, reply) if reply is not None else (2, None)
+
+    async def _plain_get_or_lease(
+        self, key: bytes, lease: bytes, token: bytes, force: bool
+    ) -> tuple[bool, bytes | None]:
+        """GET_OR_LEASE without Lua, in two steps: the value, then (past unusable bytes, or
+        none) the lease key with SET NX. Two callers may both end up loading (one by the
+        mark, one by the lease key); an invalidation still revokes both fills."""
+        value = await self.get(key)
+        if value is not None and (is_lease_mark(value) or not force):
+            return False, value
+        taken = await self._one(key, pack("SET", lease, token, "NX", "PX", self.unrenewed_px), 1)
+        _first_error([taken])
+        return bool(taken), value
+
+    async def _guarded(
+        self,
+        key: bytes,
+        lease: bytes,
+        token: bytes,
+        mark: bytes,
+        write: Callable[[Any, bool], None],
+    ) -> bool:
+        """Run ``write(pipe, by_mark)`` in a transaction only while this caller holds the
+        lease (its mark in the value slot, or its token in the lease key): WATCH both,
+        read both, then MULTI/EXEC. An invalidation (or a newer holder) between the read
+        and the EXEC changes a watched key, and EXEC refuses: the stale-set guard of the
+        scripts, kept without Lua."""
+
+        async def run() -> bool:
+            async with self.client.pipeline(transaction=True) as pipe:
+                await pipe.watch(key, lease)
+                value, holder = await pipe.mget(key, lease)
+                if value != mark and holder != token:
+                    return False
+                pipe.multi()
+                write(pipe, value == mark)
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    return False
+                return True
+
+        done: bool = await self._call_on([key], run)
+        return done
+
+    async def _plain_fill(
+        self, key: bytes, lease: bytes, token: bytes, mark: bytes, data: bytes, px: int
+    ) -> bool:
+        def write(pipe: Any, by_mark: bool) -> None:
+            pipe.set(key, data, px=px)
+            pipe.delete(lease)
+
+        return await self._guarded(key, lease, token, mark, write)
+
+    async def _plain_release(self, key: bytes, lease: bytes, token: bytes, mark: bytes) -> None:
+        def write(pipe: Any, by_mark: bool) -> None:
+            pipe.delete(key if by_mark else lease)
+
+        await self._guarded(key, lease, token, mark, write)
+
+    async def _plain_set_and_revoke(self, key: bytes, lease: bytes, data: bytes, px: int) -> None:
+        # The lease goes first: a fill that checks it after this cannot land, and one
+        # that lands before the SET is overwritten by it.
+        _first_error(await self._one(key, pack("DEL", lease) + pack("SET", key, data, "PX", px), 2))
 
     async def set_many(self, items: list[tuple[bytes, bytes, int]]) -> None:
         _first_error(

@@ -203,6 +203,7 @@ class Cache:
         # What this Redis refuses although it answers (out of memory, ACL): see _refused.
         self._refusals = self._l2.refusals = Refusals(warn_every=opts.error_log_interval)
         self._l2.on_refused = self._refused
+        self._l2.unrenewed_px = max(1, int(opts.lease_ttl * 1000))
         self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
         self._run_id: str | None = None
         self._warm_until = 0.0
