@@ -346,6 +346,58 @@ async def test_without_scripts_async(server: RedisServer, caplog: pytest.LogCapt
             await cache.close()
 
 
+# ------------------------------------------------------- an ACL user without PUBLISH
+
+
+def test_without_publish_invalidate_reports_the_unheard_broadcast(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL user without PUBLISH: invalidate() (and invalidate_tag) apply in Redis but
+    return False, as nobody else heard them; a process that learnt the refusal at start-up
+    (check()) reads through to Redis instead of trusting L1, so it sees the write at once;
+    nothing raises, each cache warns once."""
+    caplog.set_level(logging.WARNING, logger="veneer")
+    url = acl_url(server, "publish", "spublish")
+    writer = Cache.from_url(url, namespace="nopub", ttl=300, l1_ttl=60)
+    reader = Cache.from_url(url, namespace="nopub", ttl=300, l1_ttl=60)
+    row = {"v": "old"}
+    try:
+        assert writer.ready() and reader.ready()
+        reasons = reader.check()  # at start-up
+        assert writer.get_or_load("k", lambda: row["v"]) == "old"
+        assert reader.get_or_load("k", lambda: row["v"]) == "old"
+        row["v"] = "new"
+        assert writer.invalidate("k") is False  # applied in Redis, heard by nobody
+        assert writer.invalidate_tag("t") is False
+        assert writer.stats().invalidations_pending == 0  # not queued: it would be refused
+        assert writer.get_or_load("k", lambda: row["v"]) == "new"
+        assert reader.get_or_load("k", lambda: row["v"]) == "new"  # not its L1 copy
+        assert len(reasons) == 1 and "refuses PUBLISH" in reasons[0], reasons
+        for cache in (writer, reader):
+            stats = cache.stats()
+            assert stats.degraded == ("publish",) and stats.redis_errors == 0
+        assert refusal_warnings(caplog, "refuses PUBLISH") == 2
+        assert writer.invalidate("k") is False
+        assert refusal_warnings(caplog, "refuses PUBLISH") == 2  # rate-limited
+    finally:
+        writer.close()
+        reader.close()
+
+
+async def test_without_publish_async(server: RedisServer) -> None:
+    """The same report on AsyncCache: invalidate() returns False and stats() says why."""
+    url = acl_url(server, "publish", "spublish")
+    cache = AsyncCache.from_url(url, namespace="nopub", ttl=300)
+    try:
+        assert await cache.ready()
+        assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "v")) == "v"
+        assert await cache.invalidate("k") is False
+        assert cache.stats().degraded == ("publish",)
+        assert len(await cache.check()) == 1
+    finally:
+        await cache.close()
+
+
 # ------------------------------------------------------------- the classification
 
 

@@ -11,6 +11,7 @@ import msgspec
 from redis.exceptions import OutOfMemoryError, ResponseError
 
 from .._keys import KeyLayout
+from .._refusals import PUBLISH
 from .._stats import Counters
 from ._concurrency import call_later
 from ._redis_io import AsyncL2
@@ -25,6 +26,7 @@ Op = tuple[str, str]
 _APPLIED = "applied"
 _REFUSED = "refused"  # Redis answered with an error, or no replica has it yet: retry it
 _UNREACHABLE = "unreachable"  # no answer: the ops after it would fail the same way
+_UNHEARD = "unheard"  # applied in Redis, but the broadcast was refused: not retried
 
 _message_encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(tuple[str, str, str, int])
@@ -54,6 +56,7 @@ class AsyncInvalidations:
         monitor_every: int,
         monitor_delay: float,
         still_in_l1: Callable[[str, Any], bool],
+        on_broadcast_back: Callable[[], None] = lambda: None,
     ) -> None:
         self._l2 = l2
         self._layout = layout
@@ -67,18 +70,23 @@ class AsyncInvalidations:
         self._monitor_every = monitor_every
         self._monitor_delay = monitor_delay
         self._still_in_l1 = still_in_l1
+        self._on_broadcast_back = on_broadcast_back
         self.pending: dict[Op, None] = {}
 
     async def apply(self, op: Op, *, l1_value: Any = None) -> bool:
         """Send ``op`` now (True), or queue it for retry (False). Queued ops are retried
         first; one that Redis refuses (out of memory, say) stays queued without holding
-        back the others, which it does not order: each op names its own key or tag."""
+        back the others, which it does not order: each op names its own key or tag.
+        False, not queued, when Redis applied it but refused its broadcast (an ACL
+        without PUBLISH): sending it again would be refused the same way."""
         if self.pending and not await self.drain():
             self.queue(op)  # Redis still unreachable: one timeout per call is enough
             return False
-        if await self._send(op, l1_value) is _APPLIED:
+        outcome = await self._send(op, l1_value)
+        if outcome is _APPLIED:
             return True
-        self.queue(op)
+        if outcome is not _UNHEARD:
+            self.queue(op)
         return False
 
     def queue(self, op: Op) -> None:
@@ -97,7 +105,7 @@ class AsyncInvalidations:
             outcome = await self._send(op, None)
             if outcome is _UNREACHABLE:
                 return False
-            if outcome is _APPLIED:
+            if outcome is _APPLIED or outcome is _UNHEARD:
                 self.pending.pop(op, None)
         return True
 
@@ -121,17 +129,22 @@ class AsyncInvalidations:
             # An answer (OOM, a script or ACL error) is not an outage: Redis may well
             # take the next invalidation.
             return _REFUSED if isinstance(exc, ResponseError) else _UNREACHABLE
-        await self.publish(kind, name, version)
+        heard = await self.publish(kind, name, version)
         if watch:
             self._watch(name, before, l1_value)
         # Applied on the primary but on no replica yet: keep it queued so it is sent
         # again (to the promoted replica, if the primary dies before replicating).
-        return _APPLIED if durable else _REFUSED
+        if not durable:
+            return _REFUSED
+        return _APPLIED if heard else _UNHEARD
 
-    async def publish(self, kind: str, name: str, version: int) -> None:
+    async def publish(self, kind: str, name: str, version: int) -> bool:
+        """Tell the other processes; False when Redis refused the message itself (no
+        permission): they keep their L1 copies up to ``l1_ttl``. A Redis that does not
+        answer is not reported here: the subscribers notice that on their own."""
         self._counters.invalidations_sent += 1
         if not self._broadcast:
-            return
+            return True
         message = _message_encoder.encode((self._sender, kind, name, version))
         try:
             await self._l2.publish(
@@ -144,9 +157,18 @@ class AsyncInvalidations:
             # Only the count was refused; the message went out (not a transaction).
             # Subscribers will see a gap on their next reconnect and drop L1: safe.
             pass
+        except ResponseError as exc:
+            # Refused (an ACL without PUBLISH, or on the channel): nobody heard it.
+            self._on_error(exc)
+            return False
         except self._errors as exc:
             # Redis has the invalidation; other L1s fall back to l1_ttl for this one.
             self._on_error(exc)
+            return True
+        if self._l2.refusals.refusing(PUBLISH):
+            self._l2.refusals.accepted(PUBLISH)
+            self._on_broadcast_back()
+        return True
 
     def _watch(self, key: str, before: bytes | None, l1_value: Any) -> None:
         """Check ``monitor_delay`` later that the invalidated value did not come back."""

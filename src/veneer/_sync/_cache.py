@@ -234,6 +234,7 @@ class Cache:
             monitor_every=opts.monitor_every,
             monitor_delay=opts.monitor_delay,
             still_in_l1=self._still_in_l1,
+            on_broadcast_back=self._broadcast_back,
         )
         self._flights: dict[str, Flight] = {}
         self._refreshes = BackgroundRefreshes()
@@ -1157,8 +1158,11 @@ class Cache:
     def invalidate(self, key: str, /) -> bool:
         """Drop ``key`` from Redis and from every process's L1, and revoke its fills in flight.
 
-        Returns True when Redis applied it now; False when Redis was unreachable
-        and the invalidation was queued (it is retried until applied).
+        Returns True when Redis applied it now and told the other processes; False
+        when Redis was unreachable and the invalidation was queued (it is retried
+        until applied), or when Redis applied it but refused to broadcast it (an ACL
+        user without ``PUBLISH``: other processes keep their L1 copies up to
+        ``l1_ttl``; ``stats().degraded`` lists ``publish``).
         """
         check_key(key)
         entry = self._l1_map.get(key)
@@ -1254,7 +1258,7 @@ class Cache:
                 self._warm_until = _monotonic() + self.options.restart_warmup
                 log.warning("veneer[%s]: Redis restarted; refilling", self.options.namespace)
             self._run_id = run_id
-        self._l1_live = self.options.l1_size > 0
+        self._l1_live = self.options.l1_size > 0 and not self._refusals.refusing(_refusals.PUBLISH)
         self._on_tick()
 
     def _catch_up(self) -> None:
@@ -1346,8 +1350,10 @@ class Cache:
             refused = classify(reply) if isinstance(reply, RefusedByRedis) else None
             if refused is not None:
                 self._refused(refused, reply)
-            else:
+            elif self._refusals.refusing(capability):
                 self._refusals.accepted(capability)
+                if capability == _refusals.PUBLISH:
+                    self._broadcast_back()
 
     def ready(self, timeout: float = 5.0) -> bool:
         """Wait until this process hears other processes' invalidations (or ``timeout``)."""
@@ -1416,6 +1422,18 @@ class Cache:
         message = self._refusals.refused(capability, exc)
         if message is not None:
             log.warning("veneer[%s]: %s", self.options.namespace, message)
+        if capability == _refusals.PUBLISH and self._subscriber is not None:
+            # Our invalidations reach no other process, and theirs (the same user's,
+            # most likely) none: in-process copies could outlive a write by l1_ttl.
+            # Every read goes to Redis instead, until a PUBLISH is taken again.
+            self._l1_live = False
+            self._inv_seq += 1
+            self._l1.clear()
+
+    def _broadcast_back(self) -> None:
+        """PUBLISH is taken again: L1 as usual once subscribed."""
+        if self._subscriber is not None and self._subscriber.live:
+            self._l1_live = self.options.l1_size > 0
 
     def _warn(self, message: str) -> None:
         now = _monotonic()
