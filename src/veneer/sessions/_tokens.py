@@ -7,9 +7,8 @@ dump of either gives no token that a client could present.
 
 from __future__ import annotations
 
-import hmac
-import re
 import secrets
+from collections.abc import Callable
 from hashlib import sha256
 
 __all__ = ["TOKEN_BYTES", "TokenDigest", "new_token"]
@@ -17,7 +16,10 @@ __all__ = ["TOKEN_BYTES", "TokenDigest", "new_token"]
 TOKEN_BYTES = 32
 """256 bits: ``secrets.token_urlsafe(32)`` is 43 characters of base64url without padding."""
 
-_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+_TOKEN_LENGTH = 43
+# base64url: deleting these bytes from a well-formed token leaves nothing.
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_BLOCK = 64  # SHA-256's block size: what HMAC pads its key to
 
 
 def new_token() -> str:
@@ -31,7 +33,10 @@ class TokenDigest:
     refused before any store is asked, so junk cookies cost nothing.
     """
 
-    __slots__ = ("_key", "keyed")
+    __slots__ = ("id_of", "keyed")
+
+    id_of: Callable[[object], str | None]
+    """The hex digest of a token, or None when it is not a well-formed token."""
 
     def __init__(self, secret: bytes | str | None) -> None:
         if isinstance(secret, str):
@@ -39,17 +44,49 @@ class TokenDigest:
         if secret is not None and len(secret) < 16:
             # Short keys add nothing over the plain digest and suggest a placeholder.
             raise ValueError("secret must be at least 16 bytes (or None for plain SHA-256)")
-        self._key = secret
         self.keyed = secret is not None
+        # Chosen once: the load path pays for one digest, not for a branch on the kind.
+        self.id_of = _plain_digest if secret is None else _keyed_digest(secret)
 
     def __repr__(self) -> str:
         return f"TokenDigest(keyed={self.keyed})"  # never the key
 
-    def id_of(self, token: object) -> str | None:
-        """The hex digest of ``token``, or None when it is not a well-formed token."""
-        if type(token) is not str or len(token) != 43 or _TOKEN_SHAPE.fullmatch(token) is None:
+
+def _plain_digest(token: object, /) -> str | None:
+    # isascii first: encode() then cannot fail, and the alphabet test is on bytes
+    # (bytes.translate with a delete table: cheaper than a regular expression).
+    if type(token) is not str or len(token) != _TOKEN_LENGTH or not token.isascii():
+        return None
+    data = token.encode()
+    if data.translate(None, _ALPHABET):
+        return None
+    return sha256(data).hexdigest()
+
+
+def _keyed_digest(key: bytes) -> Callable[[object], str | None]:
+    """HMAC-SHA256 (RFC 2104) with the key's inner and outer states hashed once.
+
+    The same digest as ``hmac.digest(key, token, "sha256")``; copying two prepared
+    states per token is about 3x cheaper than HMAC from scratch (the key schedule
+    is two SHA-256 blocks of the four a short token's HMAC hashes).
+    """
+    if len(key) > _BLOCK:
+        key = sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = sha256(bytes(b ^ 0x36 for b in key))
+    outer = sha256(bytes(b ^ 0x5C for b in key))
+    copy_inner, copy_outer = inner.copy, outer.copy
+
+    def keyed_digest(token: object, /) -> str | None:
+        if type(token) is not str or len(token) != _TOKEN_LENGTH or not token.isascii():
             return None
-        data = token.encode("ascii")
-        if self._key is None:
-            return sha256(data).hexdigest()
-        return hmac.digest(self._key, data, "sha256").hex()
+        data = token.encode()
+        if data.translate(None, _ALPHABET):
+            return None
+        digest = copy_inner()
+        digest.update(data)
+        result = copy_outer()
+        result.update(digest.digest())
+        return result.hexdigest()
+
+    return keyed_digest
