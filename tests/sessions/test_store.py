@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import string
 import time
 from collections.abc import Callable, Iterator
 
@@ -23,6 +25,7 @@ from veneer.sessions import (
     tables_ddl,
 )
 from veneer.sessions._sync import _store as sync_store_module
+from veneer.sessions._tokens import TokenDigest, new_token
 
 
 class Clock:
@@ -101,6 +104,9 @@ def test_tokens_are_256_bit_and_only_their_digest_is_stored(
             assert token_bytes not in blob
         sha = hashlib.sha256(token.encode()).hexdigest()
         assert (session.id == sha) is (store is plain)
+        if store is keyed:
+            mac = hmac.new(b"0123456789abcdef-secret", token.encode(), "sha256").hexdigest()
+            assert session.id == mac
         assert session.id.encode() in dumped_db
 
 
@@ -116,6 +122,56 @@ def test_unknown_forged_or_malformed_tokens_never_become_sessions(
         assert store.revoke(token) is False
     assert all_rows(engine, tables) == []
     assert store.stats().malformed >= 5
+
+
+@pytest.mark.parametrize(
+    "secret", [None, b"s" * 16, b"k" * 64, b"long" * 17, "a text secret of 25 chars"]
+)
+def test_digests_are_sha256_or_hmac_sha256_and_only_of_well_formed_tokens(
+    secret: bytes | str | None,
+) -> None:
+    """The id of a token is its hex SHA-256, or its HMAC-SHA256 under the secret (any key
+    length, the same as the standard library's); a string with one character outside
+    base64url, of another length, or not a string, has none."""
+    id_of = TokenDigest(secret).id_of
+    alphabet = string.ascii_letters + string.digits + "-_"
+    tokens = [new_token() for _ in range(20)] + [alphabet[:43], alphabet[-43:]]
+    for token in tokens:
+        if secret is None:
+            expected = hashlib.sha256(token.encode()).hexdigest()
+        else:
+            key = secret.encode() if isinstance(secret, str) else secret
+            expected = hmac.new(key, token.encode(), "sha256").hexdigest()
+        assert id_of(token) == expected
+    good = tokens[0]
+    outside = [chr(c) for c in range(256) if chr(c) not in alphabet] + ["\u2028", "\U0001f600"]
+    for char in outside:
+        for position in (0, 21, 42):
+            assert id_of(good[:position] + char + good[position + 1 :]) is None, repr(char)
+    for junk in ("", good[:42], good + "A", good + "=", good.encode(), None, 43, [good]):
+        assert id_of(junk) is None
+
+
+def test_every_load_gets_a_private_copy_of_the_data(
+    make_store: Callable[..., SessionStore],
+) -> None:
+    """Loads served from this process's L1 each get their own data: changing one (nested
+    lists and dicts too) changes neither the cached copy nor another request's."""
+    store = make_store()
+    token, _ = store.create(1, {"cart": [1, 2], "prefs": {"theme": "dark"}})
+    first = store.load(token)  # fills L1
+    hits = store._cache.stats().l1_hits
+    second, third = store.load(token), store.load(token)
+    assert store._cache.stats().l1_hits == hits + 2  # both from L1: the path under test
+    assert first is not None and second is not None and third is not None
+    second.data["cart"].append(3)
+    second.data["prefs"]["theme"] = "light"
+    second.data["new"] = True
+    assert third.data == {"cart": [1, 2], "prefs": {"theme": "dark"}}
+    fourth = store.load(token)
+    assert fourth is not None and fourth.data == {"cart": [1, 2], "prefs": {"theme": "dark"}}
+    assert fourth.data is not third.data and fourth.data["cart"] is not third.data["cart"]
+    assert store.save(third) is False  # unchanged: its copy was never touched
 
 
 def test_rotate_kills_the_old_token_and_keeps_the_data(

@@ -150,11 +150,19 @@ class SessionStore:
         record: Any = self._get_local(key, _ABSENT)
         if record is _ABSENT:
             record = self._read(key, session_id)
-        if record is not None and (
-            not self._hears_invalidations() or _monotonic() < self._unsure_until
+            deaf = record is not None and not self._hears_invalidations()
+        else:
+            # L1 serves a copy as fresh only while its invalidation channel vouches for
+            # it (for h after the last pong, no longer once the channel is lost): a hit
+            # means this process heard every invalidation up to then. ready(0) adds
+            # nothing here, and is the dearest call of the hit in the asyncio shell.
+            deaf = False
+        if deaf or (
+            record is not None and self._unsure_until and _monotonic() < self._unsure_until
         ):
             # This process may have missed an invalidation: ask the database (bounded).
-            self._unsure_until = max(self._unsure_until, self._unsure_deadline())
+            if deaf:
+                self._unsure_until = max(self._unsure_until, self._unsure_deadline())
             record = self._recheck(session_id, record)
         if record is None:
             stats.loads_refused += 1
