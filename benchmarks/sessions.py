@@ -83,7 +83,7 @@ def main() -> None:
         report("session load", results, baseline)
         # The L1 load does no I/O: its thread's CPU time is its wall time on a quiet
         # machine, and barely moves on a loaded one (wall time counts waits for a core).
-        cpu = cpu_per_call(cases["veneer load, L1 hit"], number=2000, rounds=21)
+        cpu = cpu_per_call(cases["veneer load, L1 hit"], number=1000, rounds=100)
         print(f"veneer load, L1 hit, CPU time of the calling thread: {cpu * 1e6:.2f} us")
 
         statements: list[str] = []
