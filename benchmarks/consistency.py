@@ -347,7 +347,9 @@ def reader_main(cfg: dict[str, Any]) -> None:
             if row == stop_row and stopping.is_set():
                 stopping.clear()
                 print(f"stopping {row}", flush=True)
-                os.kill(os.getpid(), signal.SIGSTOP)
+                # At this thread, not the process: a process-directed SIGSTOP may be
+                # taken by another thread while this one runs on and writes its fill.
+                signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
             return version
 
         return load

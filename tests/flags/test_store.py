@@ -310,6 +310,58 @@ def test_a_snapshot_read_is_one_committed_version(store: tuple[sa.Engine, FlagTa
     assert len(seen_versions) >= 3  # the reads really raced the writer
 
 
+def test_the_locked_read_is_one_committed_version_too(
+    store: tuple[sa.Engine, FlagTables], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer so busy that every optimistic read races it: the read that holds writers
+    off (taken after the optimistic tries, here forced at once) is still one version,
+    and it returns instead of giving up."""
+    import veneer.flags._sync._store as store_module
+
+    monkeypatch.setattr(store_module, "_READ_TRIES", 0)
+    engine, tables = store
+    flags = Flags(engine, tables=tables)
+
+    def config(n: int) -> Flag:
+        return Flag("b", enabled=True, variants={"n": n, "off": None}, on_variant="n")
+
+    flags.set_flag("a", enabled=True)
+    flags.set_flag(config(0))
+    stop = threading.Event()
+    writes = 0
+
+    def flip() -> None:
+        nonlocal writes
+        n = 0
+        while not stop.is_set():
+            n += 1
+            with Session(engine) as session:
+                flags.set_flag("a", enabled=n % 2 == 0, session=session)
+                flags.set_flag(config(n), session=session)
+                session.commit()
+            writes += 1
+
+    thread = threading.Thread(target=flip)
+    thread.start()
+    seen_versions = set()
+    reads = 0
+    deadline = time.monotonic() + 20
+    try:
+        while (reads < 30 or len(seen_versions) < 3) and time.monotonic() < deadline:
+            reads += 1
+            document = flags._store.document()
+            by_name = {f["name"]: f for f in document["flags"]}
+            n = by_name["b"]["variants"]["n"]
+            assert by_name["a"]["enabled"] is (n % 2 == 0), document["version"]
+            seen_versions.add(document["version"])
+            time.sleep(0.01)  # let the writer commit between reads
+    finally:
+        stop.set()
+        thread.join(30)
+    assert reads >= 30
+    assert len(seen_versions) >= 3, (seen_versions, writes)  # the writer really ran between
+
+
 def test_the_writer_refuses_a_session_of_the_wrong_kind(
     pg: sa.Engine, pg_tables: FlagTables
 ) -> None:

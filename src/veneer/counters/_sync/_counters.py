@@ -113,6 +113,9 @@ class Counters:
         self._writers: deque[Writer] = deque()
         self._epochs: dict[tuple[str, int], bytes] = {}
         self._in_doubt: list[_InDoubt] = []
+        # Increments taken out of _in_doubt by a resolver still settling them: in doubt
+        # until it is done, so resolve() from another caller does not report them settled.
+        self._settling = 0
         self._resolver: Background | None = None
         self._registered = False
         self._closed = False
@@ -280,10 +283,22 @@ class Counters:
                 doubt = self._in_doubt.pop(0)  # taken out, so no two resolvers share one
             except IndexError:
                 break
-            if not self._settle(doubt.call):
-                self._in_doubt.append(doubt)
+            count = len(doubt.call.items)
+            with self._lock:
+                self._settling += count
+            settled = False  # a cancelled settle puts the doubt back
+            try:
+                settled = self._settle(doubt.call)
+            finally:
+                if not settled:
+                    self._in_doubt.append(doubt)
+                with self._lock:
+                    self._settling -= count
+            if not settled:
                 break
-        return sum(len(d.call.items) for d in self._in_doubt)
+        with self._lock:
+            settling = self._settling
+        return settling + sum(len(d.call.items) for d in self._in_doubt)
 
     def _settle(self, call: ShardCall) -> bool:
         """Whether ``call`` is settled: applied by Redis, written to the database, or lost
@@ -398,6 +413,7 @@ class Counters:
         # The parent owns what it had in flight: its doubts, writers and waiting callers.
         self._writers = deque()
         self._in_doubt = []
+        self._settling = 0
         self._resolver = None
         self._journal.after_fork()
         self._redis_group.after_fork()

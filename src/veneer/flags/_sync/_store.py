@@ -83,7 +83,26 @@ class FlagStore:
                 conn.rollback()  # end the read transaction: the next try sees new commits
                 if before.token == after.token:
                     return snapshot_document(after, flag_documents(flags, variants, rules))
-        raise RuntimeError(f"flags changed during {_READ_TRIES} reads in a row; try again")
+            return self._locked_document(conn)
+
+    def _locked_document(self, conn: Connection) -> dict[str, Any]:
+        """One read that holds writers off: for a writer so busy that the optimistic
+        reads keep racing it. Every write starts by bumping the state row, so a share
+        lock on that row (PostgreSQL) or SQLite's write lock keeps the version still
+        while the tables are read; a writer waits for one short read."""
+        t = self.tables
+        try:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execute(head_select(t).with_for_update(read=True))
+            head = self._head(conn)
+            flags = (conn.execute(sa.select(t.flags))).all()
+            variants = (conn.execute(sa.select(t.variants))).all()
+            rules = (conn.execute(sa.select(t.rules))).all()
+        finally:
+            conn.rollback()
+        return snapshot_document(head, flag_documents(flags, variants, rules))
 
     def definitions(self) -> list[dict[str, Any]]:
         """The stored flag documents (as stored: not checked)."""
