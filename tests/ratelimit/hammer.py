@@ -32,13 +32,14 @@ def hammer(
 ) -> None:  # fmt: skip
     """Hit one subject from ``callers`` threads or tasks, sending only between the wall
     times ``start_at`` and ``start_at + seconds`` (the same for every process); put the
-    outcomes and the send times of the allowed hits."""
+    outcomes, the send times of the allowed hits and the send times of every hit."""
     # A generous deadline: on a loaded 2-core machine a slow answer is not an outage.
     options: dict[str, Any] = {
         "namespace": namespace, "redis_timeout": 2.0, "connect_timeout": 2.0, "workers": 4,
     }  # fmt: skip
     outcomes: Counter[str] = Counter()
     granted: list[float] = []
+    sent: list[float] = []  # list.append is atomic: threads share it
     if front == "threads":
         limiter = RateLimiter.from_url(url, LIMIT, **options)
         limiter.peek("hot")  # connected, script loaded
@@ -49,6 +50,7 @@ def hammer(
             time.sleep(max(0.0, begin - time.time()))
             end = begin + seconds
             while (now := time.time()) < end:
+                sent.append(now)
                 decision = limiter.hit("hot")
                 mine[f"{decision.allowed}:{decision.decided_by}"] += 1
                 if decision.allowed:
@@ -75,6 +77,7 @@ def hammer(
                     await asyncio.sleep(max(0.0, begin - time.time()))
                     end = begin + seconds
                     while (now := time.time()) < end:
+                        sent.append(now)
                         decision = await limiter.hit("hot")
                         outcomes[f"{decision.allowed}:{decision.decided_by}"] += 1
                         if decision.allowed:
@@ -86,4 +89,4 @@ def hammer(
                 await asyncio.gather(*[run(begin) for _ in range(callers)])
 
         asyncio.run(main())
-    out.put({"outcomes": dict(outcomes), "granted": granted})
+    out.put({"outcomes": dict(outcomes), "granted": granted, "sent": sent})

@@ -1,7 +1,11 @@
 """Accuracy across processes: 4 processes hammer one 100/second limit (burst 10) for 3 s.
 
 The allowed count must be within 2% of rate x duration + burst, with threads,
-with asyncio tasks, and on the 3-shard cluster.
+with asyncio tasks, and on the 3-shard cluster. Never above it; below it only by
+what a perfect limiter would also have refused: on a loaded 2-core machine every
+caller may be descheduled for longer than the burst lasts (100 ms), and capacity
+nobody asked for is gone. The shortfall is measured by replaying every hit's send
+time through an ideal GCRA.
 """
 
 from __future__ import annotations
@@ -18,11 +22,29 @@ from .hammer import hammer
 PROCESSES = 4
 CALLERS = 8
 SECONDS = 3.0
-EXPECTED = 100 * SECONDS + 10  # rate x duration + burst
+RATE, BURST = 100.0, 10
+EXPECTED = RATE * SECONDS + BURST  # rate x duration + burst
 
 
-def run_hammer(front: str, url: str, namespace: str) -> tuple[Counter[str], list[float]]:
-    """The outcomes of every hit, and the send times of the allowed ones."""
+def ideal_allowed(sent: list[float], rate: float = RATE, burst: int = BURST) -> int:
+    """How many of these send times an exact GCRA (``burst`` at once, then one per
+    1/``rate`` s) allows: what the hammer's callers asked for, when they asked."""
+    interval = 1.0 / rate
+    tolerance = (burst - 1) * interval
+    tat = float("-inf")  # theoretical arrival time: a fresh subject has its whole burst
+    allowed = 0
+    for t in sorted(sent):
+        tat = max(tat, t)
+        if tat - t <= tolerance:
+            allowed += 1
+            tat += interval
+    return allowed
+
+
+def run_hammer(
+    front: str, url: str, namespace: str
+) -> tuple[Counter[str], list[float], list[float]]:
+    """The outcomes of every hit, the send times of the allowed ones and of every hit."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(PROCESSES + 1)
     start_at: Any = ctx.Value("d", 0.0)
@@ -44,7 +66,11 @@ def run_hammer(front: str, url: str, namespace: str) -> tuple[Counter[str], list
     outcomes: Counter[str] = Counter()
     for result in results:
         outcomes.update(result["outcomes"])
-    return outcomes, sorted(t for r in results for t in r["granted"])
+    return (
+        outcomes,
+        sorted(t for r in results for t in r["granted"]),
+        [t for r in results for t in r["sent"]],
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,8 +83,14 @@ def test_the_limit_holds_within_2_percent_across_processes(
     is within 2% of rate x duration + burst, and every decision came from Redis."""
     fixture = "redis_cluster" if where == "cluster" else "redis_server"
     url = request.getfixturevalue(fixture).url
-    outcomes, granted = run_hammer(front, url, namespace)
+    outcomes, granted, sent = run_hammer(front, url, namespace)
     allowed = len(granted)
     assert set(outcomes) <= {"True:redis", "False:redis", "False:cache"}, outcomes
+    assert sum(outcomes.values()) == len(sent)
     assert sum(outcomes.values()) > 10 * allowed  # it was a hammer: most hits refused
-    assert abs(allowed - EXPECTED) <= 0.02 * EXPECTED, (allowed, outcomes)
+    assert allowed <= EXPECTED * 1.02, (allowed, outcomes)  # never over the limit
+    # Under it only as far as the callers' own gaps made a perfect limiter refuse too.
+    ideal = ideal_allowed(sent)
+    assert ideal <= EXPECTED
+    assert abs(allowed - ideal) <= 0.02 * EXPECTED, (allowed, ideal, outcomes)
+    assert ideal >= 0.5 * EXPECTED, ideal  # the hammer really asked most of the time
