@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from counter_tables import fresh_tables, prefix_of
 from servers import POSTGRES_URL, RedisServer
 from veneer import Cache
-from veneer.counters import Counters, counter_tables
+from veneer.counters import Counters, CounterStoreError, counter_tables
 
 THREADS = 8
 EACH = 40
@@ -100,3 +100,66 @@ def test_a_forked_child_counts_with_its_own_writers_and_threads(
         counters.flush()
         assert counters.get("b", "k") == 11
         counters.close()
+
+
+def test_the_gathering_leader_stops_waiting_once_the_last_batch_is_back(
+    redis_server: RedisServer, namespace: str, engine_and_prefix: tuple[sa.Engine, str]
+) -> None:
+    """A leader gathering followers waits only until as many callers are back as were in
+    the last batch, not for the whole gather window: with a 2 s window, 8 threads x 40
+    exact increments wait the window out only when a thread has finished (fewer come back)."""
+    engine, prefix = engine_and_prefix
+    with Cache.from_url(redis_server.url, namespace=namespace, ttl=60) as cache:
+        counters = Counters(cache, engine, {"e": "exact"}, tables=counter_tables(prefix=prefix))
+        group = counters._journal._group
+        group._gather = 2.0
+        start = threading.Barrier(THREADS)
+
+        def run() -> None:
+            start.wait()
+            for _ in range(EACH):
+                counters.incr("e", "hot")
+
+        threads = [threading.Thread(target=run) for _ in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        batches = counters.stats().journal_batches
+        # Every batch of more than one caller gathered; all but a few (a thread that is
+        # done, a caller descheduled for 2 s on a loaded machine) ended early.
+        assert group.gather_timeouts <= THREADS + 4 < batches
+        assert counters.get("e", "hot") == THREADS * EACH
+        counters.close()
+
+
+def test_a_dropped_journal_connection_fails_one_call_and_the_next_counts(
+    redis_server: RedisServer, namespace: str, engine_and_prefix: tuple[sa.Engine, str]
+) -> None:
+    """The exact writer keeps its autocommit connection between group commits; when the
+    database drops it, the one call on it fails with CounterStoreError (nothing counted,
+    nothing hangs), the next one gets a fresh connection, and the total is exact."""
+    engine, prefix = engine_and_prefix
+    with Cache.from_url(redis_server.url, namespace=namespace, ttl=60) as cache:
+        counters = Counters(cache, engine, {"e": "exact"}, tables=counter_tables(prefix=prefix))
+        counters.incr("e", "k")  # the first commit reads the total (headroom check)
+        counters.incr("e", "k")  # this one is a lone INSERT on the kept connection
+        ((held, _loop, _since),) = counters._store._held
+        pid = held.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with engine.connect() as admin:
+            assert admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        acknowledged = 2
+        try:
+            counters.incr("e", "k")
+            acknowledged += 1  # the driver noticed before sending: a new connection
+        except CounterStoreError:
+            pass
+        for _ in range(3):
+            counters.incr("e", "k")
+            acknowledged += 1
+        with engine.connect() as conn:
+            journal = counter_tables(prefix=prefix).journal
+            assert conn.execute(sa.select(sa.func.sum(journal.c.delta))).scalar() == acknowledged
+        assert counters.get("e", "k") == acknowledged
+        counters.close()
+        assert not counters._store._held

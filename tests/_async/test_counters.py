@@ -3,6 +3,7 @@ cluster (this file is the source of the sync copy)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from counter_tables import fresh_tables
 from servers import POSTGRES_URL, RedisServer
 from veneer import AsyncCache
 from veneer._async._concurrency import sleep
+from veneer._errors import RedisDown
 from veneer.counters import (
     AsyncCounterFlusher,
     AsyncCounters,
@@ -90,6 +92,76 @@ async def test_exact_increments_are_committed_before_incr_returns(
             assert await counters.get("credits", "acct:1") == 210
         finally:
             await counters.close()
+
+
+async def test_an_acknowledged_exact_increment_is_read_by_every_process_at_once(
+    url: str, namespace: str, engine: AsyncEngine, tables: CounterTables
+) -> None:
+    """A commit gives the key a new read version before incr returns, so another process
+    whose cache (Redis and its own L1) holds the old total reads the new one right away;
+    reads under an unchanged version are served by the cache."""
+    async with (
+        AsyncCache.from_url(url, namespace=namespace, ttl=60) as cache,
+        AsyncCache.from_url(url, namespace=namespace, ttl=60) as other_cache,
+    ):
+        counters = AsyncCounters(cache, engine, SPECS, tables=tables)
+        other = AsyncCounters(other_cache, engine, SPECS, tables=tables)
+        try:
+            for i in range(1, 6):
+                await counters.incr("credits", "acct:7", i)
+                assert await other.get("credits", "acct:7") == sum(range(i + 1))
+                assert await other.get_many("credits", ["acct:7", "acct:8"]) == {
+                    "acct:7": sum(range(i + 1)), "acct:8": 0,
+                }  # fmt: skip
+            loads = other_cache.stats().source_loads
+            assert await other.get("credits", "acct:7") == 15
+            assert other_cache.stats().source_loads == loads  # the cached total, no load
+        finally:
+            await counters.close()
+            await other.close()
+
+
+async def test_a_commit_whose_version_never_reached_redis_is_read_within_read_ttl(
+    url: str, namespace: str, engine: AsyncEngine, tables: CounterTables
+) -> None:
+    """The stated window: a process that dies between its commit and the new read
+    version leaves the old total cached under the old version. It is served until the
+    key's next commit or read_ttl, whichever comes first, and is never counted twice.
+    A bump Redis does not answer drops the counter's cached totals (a tag, retried)."""
+    async with AsyncCache.from_url(url, namespace=namespace, ttl=60) as cache:
+        counters = AsyncCounters(cache, engine, SPECS, tables=tables, read_ttl=1.0)
+        reader = AsyncCounters(cache, engine, SPECS, tables=tables, read_ttl=1.0)
+        try:
+            await counters.incr("credits", "a", 5)
+            await counters.incr("credits", "b", 5)
+            assert await reader.get_many("credits", ["a", "b"]) == {"a": 5, "b": 5}
+            bump = counters._versions.bump
+
+            async def dies_before_the_bump(*args: Any) -> None:
+                return None
+
+            counters._versions.bump = dies_before_the_bump  # type: ignore[method-assign]
+            await counters.incr("credits", "a", 1)  # committed; the version is not changed
+            assert await reader.get("credits", "a") == 5  # the window: the old total
+            started = time.monotonic()
+            while (seen := await reader.get("credits", "a")) != 6:
+                assert seen == 5 and time.monotonic() - started < 10
+                await sleep(0.05)
+            assert time.monotonic() - started > 0.5  # served until read_ttl (with jitter)
+            counters._versions.bump = bump  # type: ignore[method-assign]
+            await counters.incr("credits", "a", 1)  # the next commit closes it at once
+            assert await reader.get("credits", "a") == 7
+
+            async def unanswered(*args: Any) -> None:
+                raise RedisDown("no answer")
+
+            assert await reader.get("credits", "b") == 5
+            counters._versions.bump = unanswered  # type: ignore[method-assign]
+            await counters.incr("credits", "b", 2)
+            assert await reader.get("credits", "b") == 7  # the tag dropped the cached one
+        finally:
+            await counters.close()
+            await reader.close()
 
 
 async def test_buffered_increments_reach_the_database_once(

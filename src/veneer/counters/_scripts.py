@@ -12,6 +12,12 @@ script runs in one slot on Redis Cluster::
     {ns:counters:views:3}:guards   key -> durable total, only for totals near 2^63
     {ns:counters:views:3}:scratch  exact 64-bit arithmetic for the guard check
 
+Exact counters keep one more key per counter key, in its shard's slot::
+
+    {ns:counters:credits:3}:ver:<key>   the read version of ``credits[key]``: the cache
+                                        holds its durable total under this version, and
+                                        each commit to the key sets a new one
+
 Scripts do O(1) work per key they are given, never loop over stored data, and take
 the time from ARGV (they never call TIME).
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLAIM", "FENCE", "FINISH", "INCR", "PARTS", "READ"]
+__all__ = ["BUMP", "CLAIM", "FENCE", "FINISH", "INCR", "PARTS", "READ", "VERSIONS"]
 
 PARTS: Final = ("buf", "claimed", "flush", "lease", "marks", "guards", "scratch")
 
@@ -151,4 +157,27 @@ if epoch then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return {m or false, epoch or false}
+"""
+
+# KEYS: read versions (one shard).  ARGV: proposed version, ttl_ms.
+# Returns each key's read version; a missing one is created with the proposal (or,
+# with an empty proposal, returned as false: a look that writes nothing).
+VERSIONS: Final = """
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if not v and ARGV[1] ~= '' then
+    v = ARGV[1]
+    redis.call('SET', KEYS[i], v, 'PX', ARGV[2])
+  end
+  out[i] = v
+end
+return out
+"""
+
+# KEYS: read versions (one shard).  ARGV: new version, ttl_ms.
+# After a commit to these keys: a cached total under an older version is never read again.
+BUMP: Final = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+return #KEYS
 """

@@ -14,6 +14,7 @@ from .._sync._cache import Cache
 from ._spec import read_key
 from ._sync._buffer import Buffer
 from ._sync._store import CounterStore
+from ._sync._versions import ReadVersions
 from ._tables import CounterTables, Engine
 
 __all__ = ["CounterCheck", "VerifyReport", "verify_counters"]
@@ -74,6 +75,7 @@ def verify_counters(
     can be said about buffers then)."""
     store = CounterStore(engine, tables)
     buffer = Buffer(cache.redis_access("counters"), ttl=60)
+    versions = ReadVersions(cache.redis_access("counters"), ttl=60)
     checks: list[CounterCheck] = []
     warnings: list[str] = []
     policy: str | None = None
@@ -98,8 +100,14 @@ def verify_counters(
         check.buffered_keys = len(pending)
         keys = sorted(set(pending) | set(store.recent_keys(name, sample)))
         durable = store.durable([(name, key) for key in keys])
-        for key in keys:
-            cached = cache.get(read_key(name, key))
+        if spec.mode == "exact" and keys:
+            # An exact key's total is cached under its read version (none: none cached).
+            found = versions.read(name, keys, spec.shards, create=False)
+            cache_keys = {key: f"{read_key(name, key)}@{found[key]}" for key in found}
+        else:
+            cache_keys = {key: read_key(name, key) for key in keys}
+        for key, cache_key in cache_keys.items():
+            cached = cache.get(cache_key)
             if cached is None:
                 continue
             check.cached_checked += 1

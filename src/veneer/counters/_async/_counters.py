@@ -40,6 +40,7 @@ from ._flusher import AsyncCounterFlusher
 from ._group import AsyncGroupCommit, Slot
 from ._journal import AsyncJournalWriter
 from ._store import AsyncCounterStore
+from ._versions import AsyncReadVersions
 
 __all__ = ["AsyncCounters"]
 
@@ -102,7 +103,8 @@ class AsyncCounters:
         self._engine, self._owns_engine = AsyncEngines.build(engine)
         self._store = AsyncCounterStore(self._engine, self.tables)
         self._buffer = AsyncBuffer(cache.redis_access("counters"), ttl=buffer_ttl)
-        self._journal = AsyncJournalWriter(self._store, self._invalidate_keys)
+        self._versions = AsyncReadVersions(cache.redis_access("counters"), ttl=read_ttl)
+        self._journal = AsyncJournalWriter(self._store, self._after_commit)
         self._redis_group = AsyncGroupCommit(
             self._incr_batch, leaders=1, gather=0.0001, interrupted=_interrupted
         )
@@ -255,9 +257,24 @@ class AsyncCounters:
         with self._lock:
             self._stats.direct_increments += len(items)
 
-    async def _invalidate_keys(self, pairs: list[Pair]) -> None:
+    async def _after_commit(self, pairs: list[Pair]) -> None:
+        """Before the callers of a group commit return: exact keys get new read versions
+        (one round trip), buffered ones written straight to the journal are invalidated."""
+        exact = [pair for pair in pairs if self.specs[pair[0]].mode == "exact"]
+        if exact:
+            try:
+                await self._versions.bump(exact, self._shards)
+            except RedisDown:
+                # Maybe applied, maybe not: drop every cached total of these counters
+                # instead (the cache retries an invalidation until Redis takes it).
+                for name in sorted({name for name, _ in exact}):
+                    await self.cache.invalidate_tag(read_tag(name))
         for name, key in pairs:
-            await self.cache.invalidate(read_key(name, key))
+            if self.specs[name].mode != "exact":
+                await self.cache.invalidate(read_key(name, key))
+
+    def _shards(self, name: str) -> int:
+        return self.specs[name].shards
 
     # ----------------------------------------------------------------- in doubt
 
@@ -346,6 +363,8 @@ class AsyncCounters:
         if not wanted:
             return {}
         prefix = read_tag(name)
+        if spec.mode == "exact":
+            return await self._exact_totals(name, spec, wanted)
 
         async def load_many(missing: list[str]) -> dict[str, list[Any]]:
             found = await self._store.durable([(name, k[len(prefix) :]) for k in missing])
@@ -356,8 +375,6 @@ class AsyncCounters:
         )
         durable = {key: cached[prefix + key] or [0, None] for key in wanted}
         totals = {key: int(durable[key][0]) for key in wanted}
-        if spec.mode == "exact":
-            return totals
         groups: dict[int, list[str]] = defaultdict(list)
         for key in wanted:
             groups[shard_of(key, spec.shards)].append(key)
@@ -373,6 +390,36 @@ class AsyncCounters:
                 already = flush_id is not None and durable[key][1] == flush_id
                 totals[key] += b + (0 if already else c)
         return totals
+
+    async def _exact_totals(
+        self, name: str, spec: CounterSpec, wanted: list[str]
+    ) -> dict[str, int]:
+        """Durable totals read through the cache under each key's read version (see
+        ``_versions``): the version first, then the cache, then the database."""
+        prefix = read_tag(name)
+        try:
+            versions = await self._versions.read(name, wanted, spec.shards)
+        except RedisDown:
+            # Through the cache all the same, unversioned: its outage handling applies
+            # (in-process copies within max_stale, the source bulkhead), and so does its
+            # staleness bound. A bump that failed dropped the counter's tag meanwhile.
+            with self._lock:
+                self._stats.redis_errors += 1
+            by_cache_key = {prefix + key: key for key in wanted}
+        else:
+            by_cache_key = {f"{prefix}{key}@{versions[key]}": key for key in wanted}
+
+        async def load_many(missing: list[str]) -> dict[str, list[Any]]:
+            found = await self._store.durable([(name, by_cache_key[k]) for k in missing])
+            back = {key: cache_key for cache_key, key in by_cache_key.items()}
+            return {back[key]: [d.total, d.last_flush] for (_, key), d in found.items()}
+
+        cached = await self.cache.get_or_load_many(
+            list(by_cache_key), load_many, ttl=self.read_ttl, tags=[prefix]
+        )
+        return {
+            key: int((cached[cache_key] or [0, None])[0]) for cache_key, key in by_cache_key.items()
+        }
 
     # ---------------------------------------------------------------- plumbing
 
@@ -415,7 +462,9 @@ class AsyncCounters:
         self._settling = 0
         self._resolver = None
         self._journal.after_fork()
+        self._store.after_fork()
         self._redis_group.after_fork()
+        self._versions.after_fork()
         self._buffer.after_fork()
         self._flusher_started = False
         if self._flusher is not None:
@@ -443,6 +492,7 @@ class AsyncCounters:
             await resolver.stop()
         if self._flusher is not None:
             await self._flusher.stop()
+        await self._store.close()
         if self._owns_engine:
             await self._engine.dispose()
 

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..._async._concurrency import sleep
 from ._waiting import Signal
 
 __all__ = ["AsyncGroupCommit", "Slot"]
@@ -59,17 +58,23 @@ class AsyncGroupCommit:
         self._pending: list[Slot] = []
         self._active = 0
         self._loaded = False
+        self._last = 0  # the size of the last batch: what a gathering leader waits for
+        self._gathering: Signal | None = None
+        self._gather_until = 0  # wake the gathering leader once this many are pending
         self.batches = 0
+        self.gather_timeouts = 0  # gathers that waited out ``gather`` (fewer came back)
 
     def after_fork(self) -> None:
         """In a forked child: the parent's waiting callers do not exist here."""
         self._lock = threading.Lock()
         self._pending = []
         self._active = 0
+        self._gathering = None
 
     async def submit(self, items: Sequence[Any]) -> Any:
         """Run ``items`` in a batch; returns the slot's result or raises its error."""
         slot = Slot(items)
+        gathered: Signal | None = None
         with self._lock:
             if self._active < self._leaders:
                 self._active += 1
@@ -77,6 +82,10 @@ class AsyncGroupCommit:
                 slot.batch = self._take()
             else:
                 self._pending.append(slot)
+                if self._gathering is not None and len(self._pending) >= self._gather_until:
+                    gathered, self._gathering = self._gathering, None
+        if gathered is not None:
+            gathered.set()
         if slot.batch is None:
             try:
                 await slot.signal.wait()
@@ -87,14 +96,27 @@ class AsyncGroupCommit:
             if self._gather and (slot.signal.is_set() or self._loaded):
                 # Under load (handed the lead, or the last batch was shared): the callers
                 # the last batch released are about to come back; wait for them rather
-                # than run a batch of one and make them wait a whole round trip.
-                await sleep(self._gather)
-                with self._lock:
-                    slot.batch.extend(self._take(self._max_batch - len(slot.batch)))
+                # than run a batch of one and make them wait a whole round trip. Only
+                # until as many are here as in the last batch: then waiting longer
+                # only delays the commit (everyone who was coming has come).
+                await self._gather_more(slot.batch)
             await self._lead(slot.batch)
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+    async def _gather_more(self, batch: list[Slot]) -> None:
+        signal: Signal | None = None
+        with self._lock:
+            short = min(self._last, self._max_batch) - len(batch) - len(self._pending)
+            if short > 0:
+                signal = self._gathering = Signal()
+                self._gather_until = len(self._pending) + short
+        if signal is not None and not await signal.wait(self._gather):
+            self.gather_timeouts += 1
+        with self._lock:
+            self._gathering = None
+            batch.extend(self._take(self._max_batch - len(batch)))
 
     def _take(self, most: int | None = None) -> list[Slot]:
         most = self._max_batch if most is None else most
@@ -104,6 +126,7 @@ class AsyncGroupCommit:
 
     async def _lead(self, batch: list[Slot]) -> None:
         self._loaded = len(batch) > 1
+        self._last = len(batch)
         try:
             after = await self._run(batch)
             self.batches += 1

@@ -34,7 +34,7 @@ class AsyncJournalWriter:
         on_commit: Callable[[list[Pair]], Awaitable[None]],
         *,
         leaders: int = 1,
-        gather: float = 0.0002,
+        gather: float = 0.0005,
     ) -> None:
         self._store = store
         self._on_commit = on_commit

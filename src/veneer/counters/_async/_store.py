@@ -3,6 +3,7 @@ and compaction, each one transaction."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,15 +13,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ..._async._concurrency import current_loop
 from ..._errors import ConfigurationError
 from .._spec import CounterSpec, CounterStoreError
-from .._sql import Pair, durable_select, fits, journal_rows, totals_upsert
+from .._sql import JournalInsert, Pair, durable_select, fits, journal_rows, totals_upsert
 from .._tables import AsyncConnection, AsyncEngine, CounterTables
 
 __all__ = ["AsyncCounterStore", "ClaimedFlush", "Durable"]
 
 # How many (name, key) pairs go into one IN list.
 _CHUNK = 500
+
+# A kept journal connection idle this long goes back to the pool (whose recycling and
+# pre-ping settings then apply) rather than being used again.
+_HELD_IDLE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,13 @@ class AsyncCounterStore:
         self.dialect = engine.dialect.name
         self.transactions = 0
         self._skip_locked = self.dialect == "postgresql"
+        # One statement is one transaction: a journal append that needs no read goes out
+        # as a single autocommit INSERT (one round trip, no BEGIN and no COMMIT), on a
+        # connection the store keeps checked out (no pool checkout, isolation change and
+        # reset per group commit: a third of the append's CPU).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._journal_insert = JournalInsert(engine.dialect, tables.journal)
+        self._held: list[tuple[AsyncConnection, object, float]] = []  # idle, with loop, since
 
     # ------------------------------------------------------------------ reads
 
@@ -101,6 +114,8 @@ class AsyncCounterStore:
         """Append the batches in one transaction. For the pairs in ``check`` the durable
         totals are read first and a batch that would take one past 64 bits is refused.
         Returns, per batch, whether it was appended, and the checked totals after it."""
+        if not check:
+            return await self._append_unchecked(batches)
         accepted = [False] * len(batches)
         try:
             async with self.engine.begin() as conn:
@@ -126,6 +141,82 @@ class AsyncCounterStore:
             raise CounterStoreError(f"the database refused the increments: {exc}") from exc
         self.transactions += 1
         return accepted, running
+
+    async def _append_unchecked(
+        self, batches: Sequence[Sequence[tuple[Pair, int]]]
+    ) -> tuple[list[bool], dict[Pair, int]]:
+        """Every batch accepted, one row per pair, in ONE statement (atomic on its own)."""
+        sums: dict[Pair, int] = defaultdict(int)
+        for batch in batches:
+            for pair, n in batch:
+                sums[pair] += n
+        rows = [(name, key, delta) for (name, key), delta in sums.items() if delta]
+        accepted = [True] * len(batches)
+        if not rows:
+            return accepted, {}
+        sql = self._journal_insert.sql(len(rows))
+        if sql is None:  # too many rows for one statement: a transaction of several
+            return await self._append_many(rows, accepted)
+        conn = await self._take_held()
+        try:
+            await conn.exec_driver_sql(sql, self._journal_insert.params(rows))
+        except BaseException as exc:
+            await self._discard(conn)
+            if isinstance(exc, SQLAlchemyError):
+                raise CounterStoreError(f"the database refused the increments: {exc}") from exc
+            raise
+        self._give_back(conn)
+        self.transactions += 1
+        return accepted, {}
+
+    async def _take_held(self) -> AsyncConnection:
+        loop, now = current_loop(), time.monotonic()
+        while self._held:
+            try:
+                conn, bound, since = self._held.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if bound is not loop:
+                continue  # bound to an event loop that is gone: leave it to the GC
+            if now - since < _HELD_IDLE:
+                return conn
+            await self._discard(conn)  # idle a while: back to the pool (its recycling)
+        return await self._autocommit.connect()
+
+    def _give_back(self, conn: AsyncConnection) -> None:
+        self._held.append((conn, current_loop(), time.monotonic()))
+
+    async def _discard(self, conn: AsyncConnection) -> None:
+        try:
+            await conn.close()
+        except Exception:  # a broken connection: the pool has invalidated it already
+            pass
+
+    async def close(self) -> None:
+        """Return the connections the journal writer keeps to the pool."""
+        held, self._held = self._held, []
+        loop = current_loop()
+        for conn, bound, _since in held:
+            if bound is loop:
+                await self._discard(conn)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's connections are the parent's (never used here)."""
+        self._held = []
+
+    async def _append_many(
+        self, rows: list[tuple[str, str, int]], accepted: list[bool]
+    ) -> tuple[list[bool], dict[Pair, int]]:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    sa.insert(self.tables.journal),
+                    [{"name": name, "key": key, "delta": delta} for name, key, delta in rows],
+                )
+        except SQLAlchemyError as exc:
+            raise CounterStoreError(f"the database refused the increments: {exc}") from exc
+        self.transactions += 1
+        return accepted, {}
 
     # ----------------------------------------------------------------- flushes
 

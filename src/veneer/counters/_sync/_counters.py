@@ -41,6 +41,7 @@ from ._flusher import CounterFlusher
 from ._group import GroupCommit, Slot
 from ._journal import JournalWriter
 from ._store import CounterStore
+from ._versions import ReadVersions
 
 __all__ = ["Counters"]
 
@@ -103,7 +104,8 @@ class Counters:
         self._engine, self._owns_engine = Engines.build(engine)
         self._store = CounterStore(self._engine, self.tables)
         self._buffer = Buffer(cache.redis_access("counters"), ttl=buffer_ttl)
-        self._journal = JournalWriter(self._store, self._invalidate_keys)
+        self._versions = ReadVersions(cache.redis_access("counters"), ttl=read_ttl)
+        self._journal = JournalWriter(self._store, self._after_commit)
         self._redis_group = GroupCommit(
             self._incr_batch, leaders=1, gather=0.0001, interrupted=_interrupted
         )
@@ -256,9 +258,24 @@ class Counters:
         with self._lock:
             self._stats.direct_increments += len(items)
 
-    def _invalidate_keys(self, pairs: list[Pair]) -> None:
+    def _after_commit(self, pairs: list[Pair]) -> None:
+        """Before the callers of a group commit return: exact keys get new read versions
+        (one round trip), buffered ones written straight to the journal are invalidated."""
+        exact = [pair for pair in pairs if self.specs[pair[0]].mode == "exact"]
+        if exact:
+            try:
+                self._versions.bump(exact, self._shards)
+            except RedisDown:
+                # Maybe applied, maybe not: drop every cached total of these counters
+                # instead (the cache retries an invalidation until Redis takes it).
+                for name in sorted({name for name, _ in exact}):
+                    self.cache.invalidate_tag(read_tag(name))
         for name, key in pairs:
-            self.cache.invalidate(read_key(name, key))
+            if self.specs[name].mode != "exact":
+                self.cache.invalidate(read_key(name, key))
+
+    def _shards(self, name: str) -> int:
+        return self.specs[name].shards
 
     # ----------------------------------------------------------------- in doubt
 
@@ -347,6 +364,8 @@ class Counters:
         if not wanted:
             return {}
         prefix = read_tag(name)
+        if spec.mode == "exact":
+            return self._exact_totals(name, spec, wanted)
 
         def load_many(missing: list[str]) -> dict[str, list[Any]]:
             found = self._store.durable([(name, k[len(prefix) :]) for k in missing])
@@ -357,8 +376,6 @@ class Counters:
         )
         durable = {key: cached[prefix + key] or [0, None] for key in wanted}
         totals = {key: int(durable[key][0]) for key in wanted}
-        if spec.mode == "exact":
-            return totals
         groups: dict[int, list[str]] = defaultdict(list)
         for key in wanted:
             groups[shard_of(key, spec.shards)].append(key)
@@ -374,6 +391,34 @@ class Counters:
                 already = flush_id is not None and durable[key][1] == flush_id
                 totals[key] += b + (0 if already else c)
         return totals
+
+    def _exact_totals(self, name: str, spec: CounterSpec, wanted: list[str]) -> dict[str, int]:
+        """Durable totals read through the cache under each key's read version (see
+        ``_versions``): the version first, then the cache, then the database."""
+        prefix = read_tag(name)
+        try:
+            versions = self._versions.read(name, wanted, spec.shards)
+        except RedisDown:
+            # Through the cache all the same, unversioned: its outage handling applies
+            # (in-process copies within max_stale, the source bulkhead), and so does its
+            # staleness bound. A bump that failed dropped the counter's tag meanwhile.
+            with self._lock:
+                self._stats.redis_errors += 1
+            by_cache_key = {prefix + key: key for key in wanted}
+        else:
+            by_cache_key = {f"{prefix}{key}@{versions[key]}": key for key in wanted}
+
+        def load_many(missing: list[str]) -> dict[str, list[Any]]:
+            found = self._store.durable([(name, by_cache_key[k]) for k in missing])
+            back = {key: cache_key for cache_key, key in by_cache_key.items()}
+            return {back[key]: [d.total, d.last_flush] for (_, key), d in found.items()}
+
+        cached = self.cache.get_or_load_many(
+            list(by_cache_key), load_many, ttl=self.read_ttl, tags=[prefix]
+        )
+        return {
+            key: int((cached[cache_key] or [0, None])[0]) for cache_key, key in by_cache_key.items()
+        }
 
     # ---------------------------------------------------------------- plumbing
 
@@ -416,7 +461,9 @@ class Counters:
         self._settling = 0
         self._resolver = None
         self._journal.after_fork()
+        self._store.after_fork()
         self._redis_group.after_fork()
+        self._versions.after_fork()
         self._buffer.after_fork()
         self._flusher_started = False
         if self._flusher is not None:
@@ -444,6 +491,7 @@ class Counters:
             resolver.stop()
         if self._flusher is not None:
             self._flusher.stop()
+        self._store.close()
         if self._owns_engine:
             self._engine.dispose()
 

@@ -35,7 +35,7 @@ class JournalWriter:
         on_commit: Callable[[list[Pair]], None],
         *,
         leaders: int = 1,
-        gather: float = 0.0002,
+        gather: float = 0.0005,
     ) -> None:
         self._store = store
         self._on_commit = on_commit
