@@ -1,0 +1,244 @@
+"""The report: one dict (docs/demo.md, schema version 1) for JSON and HTML, and the
+side-by-side table for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ._naive import NAIVE_SOCKET_TIMEOUT
+
+__all__ = ["METRICS", "build_report", "render_table"]
+
+METRICS = [
+    {"key": "errors", "label": "caller errors", "unit": "count"},
+    {"key": "p50_ms", "label": "p50", "unit": "ms"},
+    {"key": "p99_ms", "label": "p99", "unit": "ms"},
+    {"key": "db_qps", "label": "database queries/s", "unit": "per_s"},
+    {"key": "logged_out", "label": "users logged out", "unit": "count"},
+    {"key": "counts_lost", "label": "counter increments lost", "unit": "count"},
+    {"key": "stale_reads", "label": "stale reads after commit", "unit": "count"},
+    {"key": "wrong_flags", "label": "wrong flag answers", "unit": "count"},
+    {"key": "net_bytes", "label": "bytes over the network", "unit": "bytes"},
+]
+STACK_LABELS = {
+    "naive": "naive (Redis holds everything)",
+    "veneer": "veneer (database is the truth)",
+}
+_EXTRA = (
+    "product_loads",
+    "products_read",
+    "max_loads_per_product",
+    "loads_after_restart",
+    "products_read_after_restart",
+    "max_loads_after_restart",
+    "db_queries",
+    "error_kinds",
+)
+
+
+def _stack_figures(raw: dict[str, Any] | None, seconds: float, net: int | None) -> dict[str, Any]:
+    raw = raw or {}
+    queries = raw.get("db_queries")
+    out: dict[str, Any] = {
+        "requests": raw.get("requests", 0),
+        "errors": raw.get("errors"),
+        "p50_ms": raw.get("p50_ms"),
+        "p99_ms": raw.get("p99_ms"),
+        "db_qps": None if queries is None or seconds <= 0 else round(queries / seconds, 1),
+        "logged_out": raw.get("logged_out"),
+        "counts_lost": raw.get("counts_lost"),
+        "stale_reads": raw.get("stale_reads"),
+        "wrong_flags": raw.get("wrong_flags"),
+        "net_bytes": net,
+    }
+    for key in _EXTRA:
+        if key in raw:
+            out[key] = raw[key]
+    return out
+
+
+def _n(v: Any) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+def _story(name: str, naive: dict[str, Any], veneer: dict[str, Any], skipped: str | None) -> str:
+    if skipped:
+        return f"Skipped: {skipped}."
+    if name == "steady":
+        return (
+            f"Both stacks serve the same shop; veneer answers from its in-process tier "
+            f"(p50 {_ms(veneer['p50_ms'])} against {_ms(naive['p50_ms'])}), and its database "
+            f"queries are mostly the view counters' commits: every acknowledged view is in "
+            f"the database."
+        )
+    if name == "blocking":
+        return (
+            f"Redis runs one command at a time, so every naive call waits behind KEYS * and "
+            f"the full LRANGE (p99 {_ms(naive['p99_ms'])}); veneer's reads stay in process and "
+            f"its Redis calls have a 100 ms deadline (p99 {_ms(veneer['p99_ms'])})."
+        )
+    if name == "hang":
+        return (
+            f"Redis stopped answering: each naive call waited {NAIVE_SOCKET_TIMEOUT:g} s, "
+            f"retried once and failed ({_n(naive['errors'])} errors); veneer's breaker opened "
+            f"and it served from memory and the database ({_n(veneer['errors'])} errors)."
+        )
+    if name == "restart":
+        return (
+            f"Redis came back empty: the naive shop lost what only Redis held "
+            f"({_n(naive['logged_out'])} users logged out, {_n(naive['counts_lost'])} views "
+            f"lost, the feature flag gone: {_n(naive['wrong_flags'])} wrong answers) and "
+            f"refilled its cache from the database ({_n(naive.get('product_loads'))} product "
+            f"loads); veneer lost nothing and loaded each product at most once "
+            f"({_n(veneer.get('product_loads'))} loads)."
+        )
+    if name == "eviction":
+        return (
+            f"Redis evicted keys to fit maxmemory: for the naive shop they were sessions and "
+            f"counters ({_n(naive['logged_out'])} users logged out, "
+            f"{_n(naive['counts_lost'])} views lost); for veneer only cached copies, reloaded "
+            f"from the database ({_n(veneer['logged_out'])} logged out, "
+            f"{_n(veneer['counts_lost'])} lost)."
+        )
+    if name == "write_race":
+        return (
+            f"A price change committed while a reader was filling the cache: the naive "
+            f"reader's SET put the old page back after the KEYS-pattern delete "
+            f"({_n(naive['stale_reads'])} stale reads after commit); veneer invalidates after "
+            f"the commit and the invalidation revokes the fill ({_n(veneer['stale_reads'])})."
+        )
+    if name == "large_payload":
+        return (
+            f"Every page shows a catalog of a few hundred KB: the naive shop fetches it from "
+            f"Redis on every request ({_bytes(naive['net_bytes'])} over the network); veneer "
+            f"keeps it in process, compressed in Redis ({_bytes(veneer['net_bytes'])})."
+        )
+    return ""
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f} ms" if v >= 10 else f"{v:.2f} ms"
+
+
+def _bytes(v: int | None) -> str:
+    if v is None:
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if v >= size:
+            return f"{v / size:,.1f} {unit}"
+    return f"{v} B"
+
+
+def build_report(
+    run: dict[str, Any], *, duration: float, setup: dict[str, str], stacks: tuple[str, ...]
+) -> dict[str, Any]:
+    phases = []
+    totals_raw: dict[str, dict[str, Any]] = {s: {} for s in stacks}
+    for record in run["phases"]:
+        name = record["name"]
+        seconds = record["end_s"] - record["start_s"]
+        per_stack = {}
+        for stack in stacks:
+            raw = None if record["skipped"] else run["results"][stack]["phases"].get(name)
+            per_stack[stack] = _stack_figures(
+                raw, seconds, record.get("net_bytes", {}).get(stack)
+            )
+        phases.append(
+            {
+                "name": name,
+                "title": record["title"],
+                "start_s": record["start_s"],
+                "end_s": record["end_s"],
+                "skipped": record["skipped"],
+                "story": _story(name, per_stack["naive"], per_stack["veneer"], record["skipped"]),
+                "stacks": per_stack,
+            }
+        )
+    run_seconds = sum(p["end_s"] - p["start_s"] for p in phases)
+    for stack in stacks:
+        agg: dict[str, Any] = {"requests": 0, "db_queries": 0, "product_loads": 0}
+        counts = ("errors", "logged_out", "counts_lost", "stale_reads", "wrong_flags", "net_bytes")
+        for key in counts:
+            agg[key] = 0
+        for p in phases:
+            if p["skipped"]:
+                continue
+            f = p["stacks"][stack]
+            for key in (*counts, "requests", "db_queries", "product_loads"):
+                agg[key] += f.get(key) or 0
+        agg["p50_ms"] = None  # percentiles do not add up: see each phase
+        agg["p99_ms"] = max(
+            (p["stacks"][stack]["p99_ms"] or 0 for p in phases if not p["skipped"]), default=None
+        )
+        agg["db_qps"] = round(agg["db_queries"] / run_seconds, 1) if run_seconds else None
+        totals_raw[stack] = agg
+    return {
+        "version": 1,
+        "duration_s": duration,
+        "elapsed_s": run["elapsed_s"],
+        "machine": run["machine"],
+        "setup": setup,
+        "stacks": list(stacks),
+        "stack_labels": dict(STACK_LABELS),
+        "metrics": METRICS,
+        "phases": phases,
+        "totals": totals_raw,
+        "timeline": {
+            "interval_s": run.get("interval_s", 0.5),
+            **{s: run["results"][s]["timeline"] for s in stacks},
+        },
+        "checks": {s: run["results"][s]["checks"] for s in stacks},
+    }
+
+
+def _cell(metric: dict[str, Any], value: Any) -> str:
+    if value is None:
+        return "-"
+    unit = metric["unit"]
+    if unit == "ms":
+        return _ms(value)
+    if unit == "bytes":
+        return _bytes(value)
+    if unit == "per_s":
+        return f"{value:,.0f}"
+    return f"{value:,}"
+
+
+def render_table(report: dict[str, Any], console: Console) -> None:
+    """One row per phase and metric, naive beside veneer; the damage in red."""
+    table = Table(
+        title="veneer demo: the incidents of Redis-for-everything, naive against veneer",
+        title_justify="left",
+        show_lines=False,
+    )
+    table.add_column("phase")
+    table.add_column("figure")
+    for stack in report["stacks"]:
+        table.add_column(report["stack_labels"][stack], justify="right")
+    damage = {"errors", "logged_out", "counts_lost", "stale_reads", "wrong_flags"}
+    for phase in report["phases"]:
+        if phase["skipped"]:
+            table.add_row(phase["name"], f"[dim]skipped: {phase['skipped']}", "", "")
+            table.add_section()
+            continue
+        first = True
+        for metric in report["metrics"]:
+            cells = []
+            for stack in report["stacks"]:
+                value = phase["stacks"][stack][metric["key"]]
+                text = _cell(metric, value)
+                if metric["key"] in damage and value:
+                    text = f"[bold red]{text}"
+                cells.append(text)
+            label = phase["title"] if first else ""
+            table.add_row(label, metric["label"], *cells)
+            first = False
+        table.add_section()
+    console.print(table)
+    for phase in report["phases"]:
+        console.print(f"[bold]{phase['name']}[/]: {phase['story']}")
