@@ -81,8 +81,8 @@ def test_demo_fails_cleanly_before_seeding(acl_redis: RedisServer) -> None:
     assert_clean_failure(invoke("demo", "--db", "notaurl"), 2, "bad database URL")
     assert_clean_failure(invoke("demo", "--db", PG_DOWN), 3, "cannot reach the database")
     assert_clean_failure(invoke("demo", "--db", PG_NO_DB), 2, "does not exist")
-    assert_clean_failure(invoke("demo", "--products", "0"), 2, "--products")
-    assert_clean_failure(invoke("demo", "--reads", "-5"), 2, "--reads")
+    assert_clean_failure(invoke("demo", "--duration", "1"), 2, "--duration")
+    assert_clean_failure(invoke("demo", "--html", "/nonexistent-dir/x.html"), 2, "--html")
 
 
 def test_verify_never_passes_on_nothing(acl_redis: RedisServer, namespace: str) -> None:

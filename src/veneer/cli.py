@@ -25,7 +25,7 @@ _SUBCOMMANDS: dict[str, str] = {
 # What `veneer --help` lists, so that listing imports no subcommand (and so neither
 # Redis client): tests/test_imports.py checks each against the command's own help.
 _SHORT_HELP: dict[str, str] = {
-    "demo": "Run a skewed read workload through no cache, naive cache-aside and veneer.",
+    "demo": "Replay the incidents of Redis-for-everything on a naive stack and on veneer.",
     "audit": "Show where a live Redis (or cluster) has become a second database.",
     "doctor": "Measure placement and throughput from this host, with plain recommendations.",
     "verify": "Reload a sample of recently cached keys from the source and report divergence.",

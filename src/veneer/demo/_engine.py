@@ -147,7 +147,9 @@ class Child:
 Tick = Callable[[dict[str, Any]], None]
 
 
-def _wait(seconds: float, on_tick: Tick | None, state: dict[str, Any], children: list[Child]) -> None:
+def _wait(
+    seconds: float, on_tick: Tick | None, state: dict[str, Any], children: list[Child]
+) -> None:
     end = time.monotonic() + seconds
     while True:
         left = end - time.monotonic()
@@ -165,7 +167,7 @@ def run_demo(
     targets: dict[str, Target],
     *,
     on_tick: Tick | None = None,
-    register: Callable[[Callable[[], None]], None],
+    register: Callable[[Callable[[], None]], object],
     say: Callable[[str], None] = lambda text: None,
 ) -> dict[str, Any]:
     """Runs the phases; ``register`` receives cleanups (the caller's ExitStack), so that
@@ -179,8 +181,7 @@ def run_demo(
     for child in children:
         child.receive("ready", timeout=120)
     say(
-        "stacks ready, in processes "
-        + ", ".join(f"{c.name} pid {c.process.pid}" for c in children)
+        "stacks ready, in processes " + ", ".join(f"{c.name} pid {c.process.pid}" for c in children)
     )
     ours = [t for t in targets.values() if t.ours]
     keys, items = cfg.keyspace

@@ -13,7 +13,6 @@ from ._embedded import EmbeddedRedis
 __all__ = ["FAULTS", "Fault", "Target", "fill_keyspace"]
 
 
-
 class Target:
     """One stack's Redis, as the coordinator sees it: a server it started, or a URL."""
 
@@ -51,7 +50,7 @@ class Target:
         return str(self.client.info("server").get("redis_version", "?"))
 
 
-def _resp_size(items: list[bytes]) -> int:
+def _resp_size(items: list[Any]) -> int:
     """Bytes of a RESP array reply of bulk strings."""
     size = len(f"*{len(items)}\r\n")
     for item in items:

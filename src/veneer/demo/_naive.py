@@ -53,7 +53,9 @@ class NaiveStack:
     def login(self, uid: int) -> str:
         name = self.db.load_user(uid)
         token = secrets.token_urlsafe(16)
-        self.r.set(f"session:{token}", self._enc.encode({"user": uid, "name": name}), ex=SESSION_TTL)
+        self.r.set(
+            f"session:{token}", self._enc.encode({"user": uid, "name": name}), ex=SESSION_TTL
+        )
         return token
 
     def session(self, token: str) -> dict[str, Any] | None:
@@ -75,7 +77,8 @@ class NaiveStack:
         key = f"product:{pid}:page"
         raw = self.r.get(key)
         if raw is not None:
-            return self._dec.decode(raw)
+            page: dict[str, Any] = self._dec.decode(raw)
+            return page
         value = self.db.load_product(pid)
         self.r.set(key, self._enc.encode(value), ex=PAGE_TTL)
         return value
@@ -86,7 +89,8 @@ class NaiveStack:
     def catalog(self, limit: int) -> dict[str, Any]:
         raw = self.r.get("catalog:page")
         if raw is not None:
-            return self._dec.decode(raw)
+            catalog: dict[str, Any] = self._dec.decode(raw)
+            return catalog
         value = self.db.load_catalog(limit)
         self.r.set("catalog:page", self._enc.encode(value), ex=PAGE_TTL)
         return value

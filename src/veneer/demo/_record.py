@@ -128,7 +128,7 @@ class Recorder:
         if not slots:
             return []
         rows = []
-        for index in range(0, max(slots) + 1):
+        for index in range(max(slots) + 1):
             slot = slots.get(index, Bucket())
             f = slot.figures()
             rows.append(

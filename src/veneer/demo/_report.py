@@ -145,9 +145,7 @@ def build_report(
         per_stack = {}
         for stack in stacks:
             raw = None if record["skipped"] else run["results"][stack]["phases"].get(name)
-            per_stack[stack] = _stack_figures(
-                raw, seconds, record.get("net_bytes", {}).get(stack)
-            )
+            per_stack[stack] = _stack_figures(raw, seconds, record.get("net_bytes", {}).get(stack))
         phases.append(
             {
                 "name": name,

@@ -20,7 +20,7 @@ ASSEMBLY_S = 0.004
 _local = threading.local()
 
 
-class quiet:  # noqa: N801 - used as a context manager, reads like a statement
+class quiet:
     """Statements sent inside are the demo's own probes: not counted as the shop's load."""
 
     def __enter__(self) -> None:
@@ -100,7 +100,9 @@ class ShopDB:
                     for i in range(products)
                 ],
             )
-            conn.execute(self.users.insert(), [{"id": u, "name": f"user {u}"} for u in range(users)])
+            conn.execute(
+                self.users.insert(), [{"id": u, "name": f"user {u}"} for u in range(users)]
+            )
 
     def drop(self) -> None:
         with quiet():

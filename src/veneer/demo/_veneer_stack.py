@@ -13,9 +13,11 @@ import sqlalchemy as sa
 
 from .._sync._cache import Cache
 from ..counters import Counters, counter_tables, create_counter_tables
-from ..flags import Flags, create_tables as create_flag_tables, flag_tables
+from ..flags import Flags, flag_tables
+from ..flags import create_tables as create_flag_tables
 from ..ratelimit import RateLimiter
-from ..sessions import SessionStore, create_tables as create_session_tables, session_tables
+from ..sessions import SessionStore, session_tables
+from ..sessions import create_tables as create_session_tables
 from ._naive import PAGE_TTL, RATE
 from ._shop import ShopDB, quiet
 
@@ -39,7 +41,9 @@ class VeneerStack:
         self.counters = Counters(self.cache, engine, {"views": "exact"}, tables=self.counter_tables)
         self.flag_tables = flag_tables(prefix=f"{prefix}flag")
         create_flag_tables(engine, self.flag_tables)
-        self.flags = Flags(engine, self.cache, tables=self.flag_tables, defaults={"new-checkout": False})
+        self.flags = Flags(
+            engine, self.cache, tables=self.flag_tables, defaults={"new-checkout": False}
+        )
         self.limiter = RateLimiter(self.cache, f"{RATE}/second", name="shop")
 
     def setup(self, flag_on: bool) -> None:
@@ -50,7 +54,7 @@ class VeneerStack:
         for close in (self.limiter.close, self.flags.close, self.counters.close, self.cache.close):
             try:
                 close()
-            except Exception:  # noqa: BLE001 - closing after a fault must not hide the report
+            except Exception:
                 pass
 
     def drop_tables(self) -> None:

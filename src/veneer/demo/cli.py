@@ -3,6 +3,7 @@ veneer side by side, with what each one cost measured."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -64,13 +65,23 @@ def _remove_namespace_keys(url: str, namespace: str) -> int:
     "--duration", type=click.FloatRange(min=5), default=60.0, show_default=True,
     help="Seconds the phases take in all (each phase gets at least 2.5 s).",
 )  # fmt: skip
-@click.option("--redis", "redis_url", help="Run the veneer stack on this Redis (faults it cannot inject are skipped).")
-@click.option("--db", "dsn", help="SQLAlchemy URL of the veneer stack's database (default: a temporary SQLite).")
+@click.option(
+    "--redis",
+    "redis_url",
+    help="Run the veneer stack on this Redis (faults it cannot inject are skipped).",
+)
+@click.option(
+    "--db",
+    "dsn",
+    help="SQLAlchemy URL of the veneer stack's database (default: a temporary SQLite).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="json: the report on stdout, the rest on stderr.")  # fmt: skip
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True),
               help="Also write a self-contained HTML report to this file.")  # fmt: skip
-@click.option("--keep-tables", is_flag=True, help="Leave the demo's tables in --db (to inspect them).")
+@click.option(
+    "--keep-tables", is_flag=True, help="Leave the demo's tables in --db (to inspect them)."
+)
 def demo(
     duration: float,
     redis_url: str | None,
@@ -92,9 +103,11 @@ def demo(
     the end, also after Ctrl-C.
     """
     console = Console(stderr=fmt == "json")
+    render_html: Any = None
     if html_file is not None:
+        # Loaded by name: the renderer is its own module (and may be missing from a build).
         try:
-            from ._html import render_html  # noqa: F401 - checked before the run
+            render_html = importlib.import_module("veneer.demo._html").render_html
         except ImportError:
             raise CommandFailed("--html is not available yet in this version", 2) from None
     if redis_url is not None:
@@ -104,7 +117,9 @@ def demo(
     try:
         import sqlalchemy  # noqa: F401
     except ImportError:
-        raise CommandFailed("veneer demo needs SQLAlchemy: pip install 'veneer[sqlalchemy]'", 2) from None
+        raise CommandFailed(
+            "veneer demo needs SQLAlchemy: pip install 'veneer[sqlalchemy]'", 2
+        ) from None
 
     from ._engine import DemoConfig, phase_plan, run_demo
     from ._faults import Target
@@ -155,12 +170,12 @@ def demo(
         "redis": "two private redis-server (embedded)"
         if redis_url is None
         else f"naive: a private redis-server; veneer: {mask_url(redis_url)}",
-        "db": "temporary SQLite" if dsn is None else f"naive: temporary SQLite; veneer: {mask_url(dsn)}",
+        "db": "temporary SQLite"
+        if dsn is None
+        else f"naive: temporary SQLite; veneer: {mask_url(dsn)}",
     }
     report = build_report(run, duration=duration, setup=setup, stacks=("naive", "veneer"))
     if html_file is not None:
-        from ._html import render_html
-
         with open(html_file, "w", encoding="utf-8") as out:
             out.write(render_html(report))
         console.print(f"[dim]wrote the HTML report to {html_file}")
