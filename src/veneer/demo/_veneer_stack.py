@@ -38,7 +38,9 @@ class VeneerStack:
         self.counter_tables = counter_tables(prefix=f"{prefix}counter")
         create_counter_tables(engine, self.counter_tables)
         # exact: acknowledged means committed; Redis losing everything loses no count.
-        self.counters = Counters(self.cache, engine, {"views": "exact"}, tables=self.counter_tables)
+        self.counters = Counters(
+            self.cache, engine, {"views": "exact"}, tables=self.counter_tables, flusher=True
+        )
         self.flag_tables = flag_tables(prefix=f"{prefix}flag")
         create_flag_tables(engine, self.flag_tables)
         self.flags = Flags(

@@ -63,7 +63,7 @@ def _remove_namespace_keys(url: str, namespace: str) -> int:
 @click.command()
 @click.option(
     "--duration", type=click.FloatRange(min=5), default=60.0, show_default=True,
-    help="Seconds the phases take in all (each phase gets at least 2.5 s).",
+    help="About how long the run takes (phases scale with it; each gets at least 2 s).",
 )  # fmt: skip
 @click.option(
     "--redis",
