@@ -81,7 +81,8 @@ def test_the_report_follows_the_schema(embedded_run: tuple[dict[str, Any], str, 
             assert phase["stacks"][stack]["requests"] > 0
     for stack in ("naive", "veneer"):
         rows = report["timeline"][stack]
-        assert len(rows) > 10 and sum(r["requests"] for r in rows) > 0
+        assert 10 < len(rows) <= report["elapsed_s"] / report["timeline"]["interval_s"] + 2
+        assert sum(r["requests"] for r in rows) > 0
 
 
 def test_naive_shows_each_incidents_damage(embedded_run: tuple[dict[str, Any], str, Path]) -> None:

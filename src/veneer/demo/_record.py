@@ -63,8 +63,9 @@ class Bucket:
 class Recorder:
     """Thread-safe tallies: one bucket per phase, one per ``interval`` seconds of the run."""
 
-    def __init__(self, t0: float, interval: float) -> None:
+    def __init__(self, t0: float | None, interval: float) -> None:
         self.t0 = t0
+        self._before = Bucket()
         self.interval = interval
         self._lock = threading.Lock()
         self.phases: dict[str, Bucket] = {}
@@ -76,6 +77,8 @@ class Recorder:
             self.current = self.phases.setdefault(phase, Bucket())
 
     def _slot(self, now: float) -> Bucket:
+        if self.t0 is None or now < self.t0:
+            return self._before  # the setup's statements: on no timeline
         index = int((now - self.t0) / self.interval)
         slot = self.timeline.get(index)
         if slot is None:

@@ -61,39 +61,52 @@ def _stack_figures(raw: dict[str, Any] | None, seconds: float, net: int | None) 
 
 
 def _n(v: Any) -> str:
-    return "-" if v is None else f"{v:,}"
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if isinstance(v, float) else f"{v:,}"
 
 
 def _story(name: str, naive: dict[str, Any], veneer: dict[str, Any], skipped: str | None) -> str:
     if skipped:
         return f"Skipped: {skipped}."
     if name == "steady":
+        if (veneer["p50_ms"] or 0) > (naive["p50_ms"] or 0):
+            why = (
+                "veneer's p50 is the view counter's database commit (exact counters: an "
+                "acknowledged view is committed)"
+            )
+        else:
+            why = "veneer answers reads from its in-process tier"
         return (
-            f"Both stacks serve the same shop; veneer answers from its in-process tier "
-            f"(p50 {_ms(veneer['p50_ms'])} against {_ms(naive['p50_ms'])}), and its database "
-            f"queries are mostly the view counters' commits: every acknowledged view is in "
-            f"the database."
+            f"Same shop, same load, nothing wrong yet: p50 {_ms(naive['p50_ms'])} naive, "
+            f"{_ms(veneer['p50_ms'])} veneer; {why}, hence its "
+            f"{_n(veneer['db_qps'])} database queries/s against {_n(naive['db_qps'])}."
         )
     if name == "blocking":
         return (
             f"Redis runs one command at a time, so every naive call waits behind KEYS * and "
-            f"the full LRANGE (p99 {_ms(naive['p99_ms'])}); veneer's reads stay in process and "
-            f"its Redis calls have a 100 ms deadline (p99 {_ms(veneer['p99_ms'])})."
+            f"the full LRANGE (p99 {_ms(naive['p99_ms'])}, {_n(naive['errors'])} calls past "
+            f"the {NAIVE_SOCKET_TIMEOUT:g} s timeout); veneer's Redis calls give up after "
+            f"100 ms and fall back (p99 {_ms(veneer['p99_ms'])}, {_n(veneer['errors'])} errors)."
         )
     if name == "hang":
         return (
             f"Redis stopped answering: each naive call waited {NAIVE_SOCKET_TIMEOUT:g} s, "
-            f"retried once and failed ({_n(naive['errors'])} errors); veneer's breaker opened "
-            f"and it served from memory and the database ({_n(veneer['errors'])} errors)."
+            f"retried once and failed ({_n(naive['errors'])} errors); veneer gave up on Redis "
+            f"after 100 ms and served from memory and the database "
+            f"({_n(veneer['errors'])} errors)."
         )
     if name == "restart":
+        loads, read = veneer.get("loads_after_restart"), veneer.get("products_read_after_restart")
+        if loads is not None and read is not None and loads <= read:
+            refill = f"loaded each product at most once ({_n(loads)} loads for {_n(read)})"
+        else:
+            refill = f"made {_n(loads)} product loads for {_n(read)} products"
         return (
             f"Redis came back empty: the naive shop lost what only Redis held "
             f"({_n(naive['logged_out'])} users logged out, {_n(naive['counts_lost'])} views "
-            f"lost, the feature flag gone: {_n(naive['wrong_flags'])} wrong answers) and "
-            f"refilled its cache from the database ({_n(naive.get('product_loads'))} product "
-            f"loads); veneer lost nothing and loaded each product at most once "
-            f"({_n(veneer.get('product_loads'))} loads)."
+            f"lost, the feature flag gone: {_n(naive['wrong_flags'])} wrong answers, and "
+            f"from here on); veneer {_lost(veneer)} and {refill}."
         )
     if name == "eviction":
         return (
@@ -117,6 +130,15 @@ def _story(name: str, naive: dict[str, Any], veneer: dict[str, Any], skipped: st
             f"keeps it in process, compressed in Redis ({_bytes(veneer['net_bytes'])})."
         )
     return ""
+
+
+def _lost(f: dict[str, Any]) -> str:
+    if not f["logged_out"] and not f["counts_lost"] and not f["wrong_flags"]:
+        return "lost nothing"
+    return (
+        f"lost {_n(f['logged_out'])} sessions and {_n(f['counts_lost'])} views, and gave "
+        f"{_n(f['wrong_flags'])} wrong flag answers"
+    )
 
 
 def _ms(v: float | None) -> str:

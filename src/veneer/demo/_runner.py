@@ -50,7 +50,7 @@ class StackRun:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
         self.name: str = cfg["stack"]
-        self.recorder = Recorder(0.0, cfg["interval"])
+        self.recorder = Recorder(None, cfg["interval"])
         self.engine = make_engine(cfg["dsn"])
         self.db = ShopDB(self.engine, cfg["prefix"], self.recorder.db_query)
         self.db.on_load = self._loaded
