@@ -63,7 +63,7 @@ class DemoConfig:
     veneer_dsn: str = ""
     drop_veneer_tables: bool = True
     rate: float = 240.0  # requests per second and stack
-    workers: int = 4
+    workers: int = 8
     products: int = 2000
     users: int = 500
     catalog_items: int = 800
