@@ -107,7 +107,7 @@ def test_veneer_loses_nothing_and_raises_nothing(
 ) -> None:
     """veneer: no caller error, no logout, no lost count, no stale read, no wrong flag in
     any phase; after the restart at most one load per product (plus the loads that were
-    in flight when the server came back, one per visitor thread)."""
+    in flight when the server came back, one per visitor thread: eight)."""
     report, _, _ = embedded_run
     for name in PHASES:
         figures = _phase(report, name, "veneer")
@@ -115,7 +115,7 @@ def test_veneer_loses_nothing_and_raises_nothing(
             assert figures[key] == 0, (name, key, figures)
     restart = _phase(report, "restart", "veneer")
     assert restart["products_read_after_restart"] > 50
-    assert restart["loads_after_restart"] <= restart["products_read_after_restart"] + 4
+    assert restart["loads_after_restart"] <= restart["products_read_after_restart"] + 8, restart
 
 
 def test_the_figures_match_the_stores(embedded_run: tuple[dict[str, Any], str, Path]) -> None:
