@@ -84,10 +84,12 @@ def _story(name: str, naive: dict[str, Any], veneer: dict[str, Any], skipped: st
         )
     if name == "blocking":
         return (
-            f"Redis runs one command at a time, so every naive call waits behind KEYS * and "
-            f"the full LRANGE (p99 {_ms(naive['p99_ms'])}, {_n(naive['errors'])} calls past "
-            f"the {NAIVE_SOCKET_TIMEOUT:g} s timeout); veneer's Redis calls give up after "
-            f"100 ms and fall back (p99 {_ms(veneer['p99_ms'])}, {_n(veneer['errors'])} errors)."
+            f"Redis runs one command at a time, so every call of both stacks queues behind "
+            f"KEYS * and the full LRANGE: naive waits as long as they run (p99 "
+            f"{_ms(naive['p99_ms'])}, {_n(naive['errors'])} errors past its "
+            f"{NAIVE_SOCKET_TIMEOUT:g} s timeout); veneer's calls give up after 100 ms and "
+            f"fall back to memory and the database (p99 {_ms(veneer['p99_ms'])}, "
+            f"{_n(veneer['errors'])} errors)."
         )
     if name == "hang":
         return (
@@ -229,35 +231,60 @@ def _cell(metric: dict[str, Any], value: Any) -> str:
     return f"{value:,}"
 
 
+_SHORT = {
+    "steady": "1 steady",
+    "blocking": "2 KEYS *, LRANGE",
+    "hang": "3 hung (SIGSTOP)",
+    "restart": "4 killed, empty",
+    "eviction": "5 eviction",
+    "write_race": "6 write race",
+    "large_payload": "7 large value",
+}
+_HEADERS = {
+    "errors": "caller\nerrors",
+    "db_qps": "db\nqueries/s",
+    "logged_out": "users\nlogged out",
+    "counts_lost": "counts\nlost",
+    "stale_reads": "stale\nreads",
+    "wrong_flags": "wrong\nflags",
+    "net_bytes": "network\nbytes",
+}
+
+
 def render_table(report: dict[str, Any], console: Console) -> None:
-    """One row per phase and metric, naive beside veneer; the damage in red."""
+    """Two rows per phase (naive above veneer), one column per figure; damage in red."""
     table = Table(
         title="veneer demo: the incidents of Redis-for-everything, naive against veneer",
         title_justify="left",
-        show_lines=False,
+        caption=(
+            "Each figure covers its phase only. Counts lost: views acknowledged to the caller "
+            "but not in the store; stale reads: reads after a price change was committed "
+            "that returned the old price; network bytes: in and out of that stack's Redis."
+        ),
+        caption_justify="left",
     )
     table.add_column("phase")
-    table.add_column("figure")
-    for stack in report["stacks"]:
-        table.add_column(report["stack_labels"][stack], justify="right")
+    table.add_column("stack")
+    for metric in report["metrics"]:
+        table.add_column(_HEADERS.get(metric["key"], metric["label"]), justify="right")
     damage = {"errors", "logged_out", "counts_lost", "stale_reads", "wrong_flags"}
+    width = len(report["metrics"])
     for phase in report["phases"]:
         if phase["skipped"]:
-            table.add_row(phase["name"], f"[dim]skipped: {phase['skipped']}", "", "")
+            table.add_row(
+                phase["title"], "[dim]skipped", f"[dim]{phase['skipped']}", *[""] * (width - 1)
+            )
             table.add_section()
             continue
-        first = True
-        for metric in report["metrics"]:
+        for i, stack in enumerate(report["stacks"]):
             cells = []
-            for stack in report["stacks"]:
+            for metric in report["metrics"]:
                 value = phase["stacks"][stack][metric["key"]]
                 text = _cell(metric, value)
                 if metric["key"] in damage and value:
                     text = f"[bold red]{text}"
                 cells.append(text)
-            label = phase["title"] if first else ""
-            table.add_row(label, metric["label"], *cells)
-            first = False
+            table.add_row(_SHORT.get(phase["name"], phase["name"]) if i == 0 else "", stack, *cells)
         table.add_section()
     console.print(table)
     for phase in report["phases"]:
