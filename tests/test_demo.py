@@ -140,13 +140,14 @@ def test_the_figures_match_the_stores(embedded_run: tuple[dict[str, Any], str, P
     assert veneer["views_acknowledged_at_end"] > 1000
     assert totals + journal == veneer["views_acknowledged_at_end"]
     assert sessions == veneer["sessions_issued"] == 500
-    # Per key: lost = acknowledged - held, where a key holds no more than it was sent;
-    # increments that raised but were applied (held, unacknowledged) are counted apart.
+    # Per key: lost = acknowledged - held, where a key holds no more than it was sent.
+    # An increment that raised (in doubt) but was applied can fill a lost one later: the
+    # reported loss never goes down, so it may exceed the last difference by those.
+    errors = sum(p["stacks"]["naive"]["errors"] for p in report["phases"])
     held = naive["views_held"] - naive["views_held_unacknowledged"]
-    assert naive["views_lost"] == naive["views_acknowledged"] - held > 0
-    assert naive["views_held_unacknowledged"] <= sum(
-        p["stacks"]["naive"]["errors"] for p in report["phases"]
-    )
+    difference = naive["views_acknowledged"] - held
+    assert 0 < difference <= naive["views_lost"] <= difference + errors
+    assert naive["views_held_unacknowledged"] <= errors
     phases = report["phases"]
     assert sum(p["stacks"]["naive"]["counts_lost"] for p in phases) == naive["views_lost"]
     assert sum(p["stacks"]["naive"]["logged_out"] for p in phases) == naive["sessions_lost"]
