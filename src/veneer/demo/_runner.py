@@ -84,6 +84,7 @@ class StackRun:
         self.held_total: int | None = None
         self.acked_total = 0
         self.back_after: float | None = None
+        self.restarts_before = 0
         self.held_unacknowledged = 0
 
     # ------------------------------------------------------------------ setup
@@ -134,12 +135,14 @@ class StackRun:
 
     def mark_when_healthy(self) -> None:
         """Starts counting the loads after the restart from when this stack uses the
-        restarted Redis again (veneer: its circuit breaker closed; naive: at once)."""
+        restarted Redis again (veneer: it has noticed the new server, which clears its
+        in-process copies, and its circuit breaker is closed; naive: at once)."""
+        before = self.restarts_before
 
         def wait() -> None:
             started = time.monotonic()
-            healthy = getattr(self.stack, "redis_healthy", lambda: True)
-            while not healthy() and time.monotonic() - started < 10:
+            back = getattr(self.stack, "redis_back", lambda before: True)
+            while not back(before) and time.monotonic() - started < 10:
                 time.sleep(0.01)
             self.back_after = round(time.monotonic() - started, 3)
             self.recorder.mark()
@@ -147,6 +150,8 @@ class StackRun:
         threading.Thread(target=wait, daemon=True).start()
 
     def switch(self, phase: str) -> None:
+        if phase == "restart":
+            self.restarts_before = getattr(self.stack, "restarts", lambda: 0)()
         self.phase = phase
         self.recorder.switch(phase)
         (self.writing.set if phase == "write_race" else self.writing.clear)()

@@ -68,8 +68,12 @@ class VeneerStack:
             ):
                 meta.drop_all(self.db.engine)
 
-    def redis_healthy(self) -> bool:
-        return self.cache.stats().breaker_state == "closed"
+    def restarts(self) -> int:
+        return self.cache.stats().cold_restarts
+
+    def redis_back(self, restarts_before: int) -> bool:
+        stats = self.cache.stats()
+        return stats.cold_restarts > restarts_before and stats.breaker_state == "closed"
 
     def login(self, uid: int) -> str:
         name = self.db.load_user(uid)
