@@ -110,6 +110,10 @@ def demo(
             render_html = importlib.import_module("veneer.demo._html").render_html
         except ImportError:
             raise CommandFailed("--html is not available yet in this version", 2) from None
+        folder = os.path.dirname(os.path.abspath(html_file))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            # Said before a minute of running, not after.
+            raise CommandFailed(f"--html: cannot write to {folder}; nothing was started", 2)
     if redis_url is not None:
         _require(redis_problem(valid_redis_url(redis_url)))
     if dsn is not None:
