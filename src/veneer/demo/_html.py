@@ -60,7 +60,7 @@ h1{font-size:1.45rem;margin-bottom:.2rem}h2{font-size:1.1rem;margin-top:2rem;
 border-bottom:1px solid #ddd}h3{font-size:1rem;margin:1.2rem 0 .2rem}
 .setup{color:#444;margin:.2rem 0 1rem}.note{color:#555;font-size:13px}
 .cards{display:flex;flex-wrap:wrap;gap:.6rem}.card{border:1px solid #ddd;border-radius:6px;
-padding:.4rem .7rem;min-width:9.5rem}.card .k{font-size:12px;color:#555}
+padding:.4rem .7rem;min-width:8rem}.card .k{font-size:12px;color:#555}
 .card{flex:1 1 0}.card .v{font-variant-numeric:tabular-nums;white-space:nowrap}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{padding:3px 6px;border-bottom:1px solid #eee;vertical-align:top}
@@ -76,7 +76,8 @@ td.worse{background:#fef3c7}.skip{color:#92400e;font-style:italic}
 .sw{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;vertical-align:-1px}
 svg{max-width:100%;height:auto}svg text{font:11px system-ui,sans-serif;fill:#333}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 1rem}dt{font-weight:600}
-dd{margin:0}code{font-size:12px;word-break:break-all}
+dd{margin:0}table.checks{width:auto}table.checks th{text-align:left;font-weight:500}
+code{font-size:12px;word-break:break-all}
 """
 
 
@@ -329,9 +330,9 @@ class _Scale:
         return top + LAT_H * (1 - (v - lo) / (hi - lo))
 
 
-def _samples(report: dict[str, Any], stack: str) -> list[dict[str, Any]]:
+def _samples(report: dict[str, Any], stack: str, until: float = math.inf) -> list[dict[str, Any]]:
     rows = [_dict(r) for r in _list(_dict(report.get("timeline")).get(stack))]
-    return [r for r in rows if _num(r.get("t")) is not None]
+    return [r for r in rows if (t := _num(r.get("t"))) is not None and t <= until]
 
 
 def _nice_max(x: float) -> float:
@@ -341,13 +342,22 @@ def _nice_max(x: float) -> float:
     return next(m * exp for m in (1, 2, 5, 10) if m * exp >= x)
 
 
+def _run_end(report: dict[str, Any], phases: list[dict[str, Any]], rows: list[Any]) -> float:
+    """Where the time axis ends: the run's own end, else its last sample."""
+    ends = [_num(p.get("end_s")) for p in phases] + [_num(report.get("elapsed_s"))]
+    # Samples only when the run says nothing: a stray late sample (a sampler still
+    # ticking after the run) must not squeeze seven phases into a corner.
+    if not any(e is not None for e in ends):
+        ends = [_num(r.get("t")) for r in rows]
+    return max([e for e in ends if e is not None and e > 0] + [1.0])
+
+
 def _scale(report: dict[str, Any], stacks: list[str], phases: list[dict[str, Any]]) -> _Scale:
-    rows = [r for s in stacks for r in _samples(report, s)]
     given = _num(_dict(report.get("timeline")).get("interval_s"))
     interval = given if given is not None and given > 0 else 1.0
-    ends = [_num(p.get("end_s")) for p in phases] + [_num(r.get("t")) for r in rows]
-    ends.append(_num(report.get("elapsed_s")))
-    x_max = max([e for e in ends if e is not None] + [1.0])
+    every = [r for s in stacks for r in _samples(report, s)]
+    x_max = _run_end(report, phases, every)
+    rows = [r for r in every if (_num(r.get("t")) or 0.0) <= x_max + interval]
     lats = [v for r in rows for k in ("p50_ms", "p99_ms") if (v := _num(r.get(k))) and v > 0]
     lo = 10 ** math.floor(math.log10(max(min(lats, default=0.1), 0.01)))
     # A p99 of 1001 ms (a 1 s timeout) tops out at 1000 ms, not on a decade of its own.
@@ -435,6 +445,31 @@ def _latency(rows: list[dict[str, Any]], sc: _Scale, top: float, color: str) -> 
         ]
         if d := _series_path(pts):
             parts.append(f'<path class="series" d="{d}" fill="none" stroke="{color}" {style}/>')
+    parts.append(_silences(rows, sc, top))
+    return "".join(parts)
+
+
+def _silences(rows: list[dict[str, Any]], sc: _Scale, top: float) -> str:
+    """Mark runs of samples in which no request completed: a gap in a line says little."""
+    runs: list[tuple[float, float]] = []
+    for r in rows:
+        t = _num(r.get("t")) or 0.0
+        if _num(r.get("p99_ms")) is not None or (_num(r.get("requests")) or 0) > 0:
+            continue
+        if runs and abs(runs[-1][1] - (t - sc.interval)) < 1e-6:
+            runs[-1] = (runs[-1][0], t)
+        else:
+            runs.append((t - sc.interval, t))
+    parts = []
+    for start, end in runs:
+        x0, x1 = sc.x(start), sc.x(end)
+        label = "no reply" if x1 - x0 > 48 else ""
+        parts.append(
+            f'<g class="silence"><title>{start:g}–{end:g} s: no request completed</title>'
+            f'<rect x="{x0:.1f}" y="{top + LAT_H - 14:.1f}" width="{max(x1 - x0, 1):.1f}" '
+            f'height="14" fill="#fecaca"/><text x="{(x0 + x1) / 2:.1f}" y="{top + LAT_H - 3:.1f}" '
+            f'text-anchor="middle" fill="#991b1b">{label}</text></g>'
+        )
     return "".join(parts)
 
 
@@ -493,13 +528,16 @@ def _x_axis(sc: _Scale, top: float) -> str:
 
 
 def _chart(report: dict[str, Any], stack: str, color: str, phases: list[Any], sc: _Scale) -> str:
-    rows = _samples(report, stack)
+    rows = _samples(report, stack, sc.x_max + sc.interval)
     lat_top = BAND_H + GAP
     err_top = lat_top + LAT_H + GAP
     db_top = err_top + ERR_H + GAP
     height = db_top + DB_H + AXIS_H
     panels: list[tuple[float, float]] = [(lat_top, LAT_H), (err_top, ERR_H), (db_top, DB_H)]
     bands = "".join(_phase_band(i, _dict(p), sc, panels) for i, p in enumerate(phases, 1))
+    first = _num(_dict(phases[0]).get("start_s")) if phases else None
+    if first is not None and sc.x(first) - LEFT > 52:
+        bands += f'<text x="{LEFT + 4}" y="16" fill="#64748b">warm-up</text>'
     empty = (
         ""
         if rows
@@ -538,17 +576,35 @@ def _timelines(report: dict[str, Any], stacks: list[str]) -> str:
 # ---- the page ------------------------------------------------------------------
 
 
+def _value(v: Any) -> str:
+    if (x := _num(v)) is not None:
+        return f"{x:,.0f}" if x == int(x) else f"{x:,.4g}"
+    if isinstance(v, str | bool) or v is None:
+        return _text("–" if v is None else v)
+    return f"<code>{escape(json.dumps(v, default=str))}</code>"
+
+
 def _checks(report: dict[str, Any]) -> str:
+    """The free-form cross-checks: a column per key when each holds a dict, else a list."""
     checks = _dict(report.get("checks"))
     if not checks:
         return ""
-    rows = "".join(
-        f"<dt>{_text(k)}</dt><dd><code>{escape(json.dumps(v, default=str))}</code></dd>"
-        for k, v in checks.items()
-    )
+    if all(isinstance(v, dict) for v in checks.values()):
+        keys = list(dict.fromkeys(k for v in checks.values() for k in v))
+        head = "".join(f"<th>{_text(c)}</th>" for c in checks)
+        rows = "".join(
+            f"<tr><th>{_text(k)}</th>"
+            + "".join(f'<td class="num">{_value(v.get(k))}</td>' for v in checks.values())
+            + "</tr>"
+            for k in keys
+        )
+        body = f'<table class="checks"><thead><tr><th></th>{head}</tr></thead>{rows}</table>'
+    else:
+        items = "".join(f"<dt>{_text(k)}</dt><dd>{_value(v)}</dd>" for k, v in checks.items())
+        body = f"<dl>{items}</dl>"
     return (
-        '<h2>Cross-checks</h2><p class="note">What the demo verified against the database '
-        f"itself, so the figures above cannot be made up.</p><dl>{rows}</dl>"
+        '<h2>Cross-checks</h2><p class="note">What the demo counted on each side of the '
+        f"figures above (for example increments acknowledged against those kept).</p>{body}"
     )
 
 
