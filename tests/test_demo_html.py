@@ -198,3 +198,44 @@ def test_rendering_does_not_change_the_report() -> None:
     before = copy.deepcopy(report)
     render_html(report)
     assert report == before
+
+
+def x_axis_labels(html: str, stack: str) -> list[float]:
+    svg = html[html.index(f'data-chart="{stack}"') :]
+    svg = svg[: svg.index("</svg>")]
+    return [float(v) for v in re.findall(r'text-anchor="middle">([\d.]+)</text>', svg)]
+
+
+def test_the_time_axis_ends_with_the_run_not_with_a_stray_sample() -> None:
+    """Empty samples long after the run (a sampler still ticking) do not stretch the axis."""
+    report = full_report()
+    report["timeline"]["naive"] += [
+        {"t": 60.0 + 0.5 * i, "requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None,
+         "db_queries": 0}
+        for i in range(1, 2000)
+    ]  # fmt: skip
+    html = render_html(report)
+    assert max(x_axis_labels(html, "naive")) == 60
+    assert "60.5–" not in html, "no silence is marked after the run"
+
+
+def test_stretches_with_no_completed_request_are_marked() -> None:
+    """A hang with no reply at all shows as marked silence, not only as a gap in the line."""
+    html = render_html(full_report())
+    naive = html[html.index('data-chart="naive"') : html.index('data-chart="veneer"')]
+    veneer = html[html.index('data-chart="veneer"') :]
+    assert "no request completed" in naive and ">no reply<" in naive
+    assert "no request completed" not in veneer
+
+
+def test_cross_checks_per_stack_are_a_table() -> None:
+    """Checks given per stack read as one row per check and a column per stack."""
+    report = full_report()
+    report["checks"] = {
+        "naive": {"views_acknowledged": 4448, "views_lost": 2781},
+        "veneer": {"views_acknowledged": 4844, "views_lost": 0},
+    }
+    page = Page(render_html(report))
+    assert page.all("table", **{"class": "checks"})
+    text = "|".join(t.strip() for t in page.text if t.strip())
+    assert "views_lost|2,781|0" in text

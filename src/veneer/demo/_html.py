@@ -463,12 +463,15 @@ def _silences(rows: list[dict[str, Any]], sc: _Scale, top: float) -> str:
     parts = []
     for start, end in runs:
         x0, x1 = sc.x(start), sc.x(end)
-        label = "no reply" if x1 - x0 > 48 else ""
+        # Centred when it fits (~48 px), else starting at the stretch and running past it.
+        at = (
+            f'x="{(x0 + x1) / 2:.1f}" text-anchor="middle"' if x1 - x0 > 48 else f'x="{x0 + 2:.1f}"'
+        )
         parts.append(
             f'<g class="silence"><title>{start:g}–{end:g} s: no request completed</title>'
             f'<rect x="{x0:.1f}" y="{top + LAT_H - 14:.1f}" width="{max(x1 - x0, 1):.1f}" '
-            f'height="14" fill="#fecaca"/><text x="{(x0 + x1) / 2:.1f}" y="{top + LAT_H - 3:.1f}" '
-            f'text-anchor="middle" fill="#991b1b">{label}</text></g>'
+            f'height="14" fill="#fecaca"/><text {at} y="{top + LAT_H - 3:.1f}" '
+            'fill="#991b1b">no reply</text></g>'
         )
     return "".join(parts)
 
