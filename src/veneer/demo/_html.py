@@ -580,9 +580,11 @@ def _timelines(report: dict[str, Any], stacks: list[str]) -> str:
 
 
 def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if (x := _num(v)) is not None:
         return f"{x:,.0f}" if x == int(x) else f"{x:,.4g}"
-    if isinstance(v, str | bool) or v is None:
+    if isinstance(v, str) or v is None:
         return _text("–" if v is None else v)
     return f"<code>{escape(json.dumps(v, default=str))}</code>"
 
