@@ -360,8 +360,9 @@ def _scale(report: dict[str, Any], stacks: list[str], phases: list[dict[str, Any
     rows = [r for r in every if (_num(r.get("t")) or 0.0) <= x_max + interval]
     lats = [v for r in rows for k in ("p50_ms", "p99_ms") if (v := _num(r.get(k))) and v > 0]
     lo = 10 ** math.floor(math.log10(max(min(lats, default=0.1), 0.01)))
-    # A p99 of 1001 ms (a 1 s timeout) tops out at 1000 ms, not on a decade of its own.
-    hi = 10 ** math.ceil(math.log10(max(max(lats, default=10.0), lo * 10)) - 0.05)
+    # The top is the next 1-2-5 value, not the next decade: a 2 s timeout gets 5000 ms,
+    # not an empty decade up to 10 s; 1001 ms (a 1 s timeout) tops out at 1000 ms.
+    hi = _nice_max(max(max(lats, default=10.0), lo * 10) / 1.02)
     err = max((_num(r.get("errors")) or 0 for r in rows), default=0) / interval
     db = max((_num(r.get("db_queries")) or 0 for r in rows), default=0) / interval
     return _Scale(x_max, interval, lo, hi, _nice_max(err), _nice_max(db))
@@ -426,15 +427,24 @@ def _latency(rows: list[dict[str, Any]], sc: _Scale, top: float, color: str) -> 
         f'<text x="{LEFT + 252}" y="{top - 7:.1f}">p50</text>'
     )
     parts = [_panel_title(top, "latency (log scale)", legend)]
-    decade = sc.lat_lo
+    ticks, decade = [], sc.lat_lo
     while decade <= sc.lat_hi * 1.001:
-        y = sc.lat_y(decade, top)
+        ticks.append(decade)
+        decade *= 10
+    if ticks[-1] < sc.lat_hi * 0.999:
+        ticks.append(sc.lat_hi)
+    labelled = math.inf
+    for tick in ticks:
+        y = sc.lat_y(tick, top)
         parts.append(
             f'<line x1="{LEFT}" x2="{CHART_W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-            f'stroke="#cbd5e1" stroke-width="0.6"/><text x="{LEFT - 6}" y="{y + 4:.1f}" '
-            f'text-anchor="end">{decade:g} ms</text>'
+            'stroke="#cbd5e1" stroke-width="0.6"/>'
         )
-        decade *= 10
+        if labelled - y >= 16:  # the top tick's label would overlap the last decade's
+            parts.append(
+                f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:g} ms</text>'
+            )
+            labelled = y
     for key, style in (
         ("p99_ms", 'stroke-width="2"'),
         ("p50_ms", 'stroke-width="1.4" stroke-dasharray="5 3" opacity="0.7"'),
