@@ -268,11 +268,19 @@ def test_concurrent_writers_commit_in_version_order(pg: sa.Engine, pg_tables: Fl
     assert head(pg, pg_tables)[0] == 40
 
 
-def test_a_snapshot_read_is_one_committed_version(store: tuple[sa.Engine, FlagTables]) -> None:
-    """While a writer keeps changing one flag's row and another flag's variant together in
-    one transaction, every snapshot read sees both from the same commit (the two live in
-    different tables, read by different statements)."""
-    engine, tables = store
+def race_snapshot_reads(
+    engine: sa.Engine,
+    tables: FlagTables,
+    *,
+    reads: int,
+    versions: int,
+    seconds: float,
+    pause: float = 0.0,
+) -> tuple[int, set[int]]:
+    """A writer keeps changing one flag's row and another flag's variant together in one
+    transaction while snapshot reads run; every read must see both from the same commit
+    (they live in different tables, read by different statements). Returns the reads
+    done and the versions they saw."""
     flags = Flags(engine, tables=tables)
 
     def config(n: int) -> Flag:
@@ -293,20 +301,28 @@ def test_a_snapshot_read_is_one_committed_version(store: tuple[sa.Engine, FlagTa
 
     thread = threading.Thread(target=flip)
     thread.start()
-    seen_versions = set()
-    reads = 0
-    deadline = time.monotonic() + 5
+    seen_versions: set[int] = set()
+    done = 0
+    deadline = time.monotonic() + seconds
     try:
-        while (reads < 150 or len(seen_versions) < 10) and time.monotonic() < deadline:
-            reads += 1
+        while (done < reads or len(seen_versions) < versions) and time.monotonic() < deadline:
+            done += 1
             document = flags._store.document()
             by_name = {f["name"]: f for f in document["flags"]}
             n = by_name["b"]["variants"]["n"]
             assert by_name["a"]["enabled"] is (n % 2 == 0), document["version"]
             seen_versions.add(document["version"])
+            time.sleep(pause)
     finally:
         stop.set()
         thread.join(30)
+    return done, seen_versions
+
+
+def test_a_snapshot_read_is_one_committed_version(store: tuple[sa.Engine, FlagTables]) -> None:
+    """Snapshot reads racing a busy writer each see one committed version."""
+    engine, tables = store
+    _, seen_versions = race_snapshot_reads(engine, tables, reads=150, versions=10, seconds=5)
     assert len(seen_versions) >= 3  # the reads really raced the writer
 
 
@@ -320,46 +336,12 @@ def test_the_locked_read_is_one_committed_version_too(
 
     monkeypatch.setattr(store_module, "_READ_TRIES", 0)
     engine, tables = store
-    flags = Flags(engine, tables=tables)
-
-    def config(n: int) -> Flag:
-        return Flag("b", enabled=True, variants={"n": n, "off": None}, on_variant="n")
-
-    flags.set_flag("a", enabled=True)
-    flags.set_flag(config(0))
-    stop = threading.Event()
-    writes = 0
-
-    def flip() -> None:
-        nonlocal writes
-        n = 0
-        while not stop.is_set():
-            n += 1
-            with Session(engine) as session:
-                flags.set_flag("a", enabled=n % 2 == 0, session=session)
-                flags.set_flag(config(n), session=session)
-                session.commit()
-            writes += 1
-
-    thread = threading.Thread(target=flip)
-    thread.start()
-    seen_versions = set()
-    reads = 0
-    deadline = time.monotonic() + 20
-    try:
-        while (reads < 30 or len(seen_versions) < 3) and time.monotonic() < deadline:
-            reads += 1
-            document = flags._store.document()
-            by_name = {f["name"]: f for f in document["flags"]}
-            n = by_name["b"]["variants"]["n"]
-            assert by_name["a"]["enabled"] is (n % 2 == 0), document["version"]
-            seen_versions.add(document["version"])
-            time.sleep(0.01)  # let the writer commit between reads
-    finally:
-        stop.set()
-        thread.join(30)
+    # A pause between reads lets the writer commit: the locked read holds it off.
+    reads, seen_versions = race_snapshot_reads(
+        engine, tables, reads=30, versions=3, seconds=20, pause=0.01
+    )
     assert reads >= 30
-    assert len(seen_versions) >= 3, (seen_versions, writes)  # the writer really ran between
+    assert len(seen_versions) >= 3, seen_versions  # the writer really ran between reads
 
 
 def test_the_writer_refuses_a_session_of_the_wrong_kind(
