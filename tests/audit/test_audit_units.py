@@ -41,6 +41,9 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
         ("{user:42}:profile", "{user:*}:profile"),
         ("obj:5f2b3c4d5e6f7a8b9c0d1e2f", "obj:*"),
         ("tok:AbCdEf1234567890xyz", "tok:*"),
+        ("sess:kQvTRwBxYzaPLmNoHgFeDcsAjUiWyEtR", "sess:*"),  # base64 with no digit
+        ("sess:Ab-_CdEfGhIjKlMnOpQrStUvWx", "sess:*"),
+        ("cfg:very_long_snake_case_setting_name", "cfg:very_long_snake_case_setting_name"),
         ("page2", "page*"),
         ("counter", "counter"),
         ("a:b:c:d:e:f", "a:b:c:d:*"),
@@ -60,6 +63,20 @@ def test_folded_pattern_matches_its_key(key: str) -> None:
     pattern = fold_key(key)
     if "\\x" not in pattern:  # undecodable bytes are shown, not matched
         assert _glob_regex(pattern).fullmatch(key), (key, pattern)
+
+
+def test_random_session_tokens_share_one_pattern() -> None:
+    """express-session's 32-character base64url ids, digits or not, fold to one pattern
+    (a token without a digit, one in a few hundred, once stood as its own prefix)."""
+    import random
+    import secrets
+    import string
+
+    rng = random.Random(7)
+    letters = string.ascii_letters + "-_"
+    no_digit = ["".join(rng.choice(letters) for _ in range(32)) for _ in range(2_000)]
+    tokens = no_digit + [secrets.token_urlsafe(24) for _ in range(2_000)]
+    assert {fold_key(f"sess:{t}") for t in tokens} == {"sess:*"}
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10**12), min_size=2, max_size=20))

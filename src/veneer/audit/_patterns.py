@@ -50,7 +50,14 @@ def _looks_like_id(seg: str) -> bool:
                 has_digit,
             )
         )
-        return classes >= 2 and has_digit
+        if classes >= 2 and has_digit:
+            return True
+        # One base64 token in a few hundred has no digit (express-session's 32-character
+        # ids: 0.4%); it still mixes cases throughout. A long CamelCase name folds too,
+        # which only groups names that a snake_case or dotted key would keep apart.
+        upper = sum(c.isupper() for c in seg)
+        lower = sum(c.islower() for c in seg)
+        return len(seg) >= 20 and upper >= 3 and lower >= 3
     return False
 
 
