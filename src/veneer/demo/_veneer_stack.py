@@ -113,20 +113,26 @@ class VeneerStack:
     # ---------------------------------------------------------------- the demo's probes
 
     def held_views(self, pids: list[int]) -> dict[int, int]:
-        """What the database holds of each view counter, read past veneer (plain SQL)."""
+        """What the database holds of each view counter, read past veneer (plain SQL).
+
+        Totals and journal in one statement, so one snapshot: a compaction moving rows
+        from the journal into the totals between two reads would hide them.
+        """
         t = self.counter_tables
+        rows = sa.union_all(
+            sa.select(t.totals.c.key.label("key"), t.totals.c.total.label("n")).where(
+                t.totals.c.name == "views"
+            ),
+            sa.select(t.journal.c.key.label("key"), t.journal.c.delta.label("n")).where(
+                t.journal.c.name == "views"
+            ),
+        ).subquery()
         held = dict.fromkeys(pids, 0)
         with quiet(), self.db.engine.connect() as conn:
-            for key, total in conn.execute(
-                sa.select(t.totals.c.key, t.totals.c.total).where(t.totals.c.name == "views")
+            for key, n in conn.execute(
+                sa.select(rows.c.key, sa.func.sum(rows.c.n)).group_by(rows.c.key)
             ):
-                held[int(key)] = held.get(int(key), 0) + int(total)
-            for key, delta in conn.execute(
-                sa.select(t.journal.c.key, sa.func.sum(t.journal.c.delta))
-                .where(t.journal.c.name == "views")
-                .group_by(t.journal.c.key)
-            ):
-                held[int(key)] = held.get(int(key), 0) + int(delta)
+                held[int(key)] = held.get(int(key), 0) + int(n)
         return held
 
     def alive(self, tokens: list[str]) -> set[str]:
