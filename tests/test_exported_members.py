@@ -19,6 +19,7 @@ def test_public_api() -> None:
         "PickleCodec",
         "RedisUnavailable",
         "SourceOverloaded",
+        "SourceTimeout",
         "UncacheableArguments",
         "UnencodableValue",
         "ValueTooLarge",
@@ -55,7 +56,13 @@ def test_counters_public_api() -> None:
 
 
 def test_errors_share_one_root() -> None:
-    for name in ("ConfigurationError", "SourceOverloaded", "ValueTooLarge", "UnencodableValue"):
+    for name in (
+        "ConfigurationError",
+        "SourceOverloaded",
+        "SourceTimeout",
+        "ValueTooLarge",
+        "UnencodableValue",
+    ):
         assert issubclass(getattr(veneer, name), veneer.VeneerError)
 
 

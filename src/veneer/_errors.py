@@ -7,6 +7,7 @@ __all__ = [
     "RedisDown",
     "RedisUnavailable",
     "SourceOverloaded",
+    "SourceTimeout",
     "UnencodableValue",
     "ValueTooLarge",
     "VeneerError",
@@ -71,6 +72,26 @@ class SourceOverloaded(VeneerError):
             f"source_concurrency={limit} loads already running and the caller waited "
             f"{waited * 1000:.0f} ms (source_queue_timeout); the source is slower than the "
             "request rate: raise source_concurrency or source_queue_timeout, or add stale_ttl"
+        )
+
+
+class SourceTimeout(SourceOverloaded):
+    """A miss waited ``lease_wait`` for another caller's load of its key in this process,
+    no copy within ``max_stale`` was left, and every bulkhead slot was busy for a load
+    of its own. A kind of :class:`SourceOverloaded`: handlers of that catch this too.
+    """
+
+    def __init__(self, key: str, waited: float, limit: int) -> None:
+        self.key = key
+        self.limit = limit
+        self.waited = waited
+        VeneerError.__init__(
+            self,
+            f"the load of key {key!r} this call shared ran past lease_wait={waited:g} s, with "
+            f"no copy within max_stale and all source_concurrency={limit} slots busy; the "
+            "source is slower than its callers wait: make the loader faster (or give its "
+            "query a timeout in the database driver), add stale_ttl or max_stale, or raise "
+            "lease_wait or source_concurrency",
         )
 
 

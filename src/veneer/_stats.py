@@ -96,6 +96,9 @@ class CacheStats:
     lease_waits: int
     """Misses that waited for another process's fill (its lease)."""
     lease_wait_timeouts: int
+    """Waits for another caller's load that ran out after ``lease_wait``: for another
+    process's fill (then loaded without filling) or for a load in this process (then
+    answered with a copy within max_stale, a load of its own, or SourceTimeout)."""
     fills_refused: int
     """Fills refused because an invalidation revoked their lease (stale sets prevented)."""
     stale_served: int

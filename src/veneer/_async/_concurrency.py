@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeAlias, TypeVar
 
 __all__ = [
+    "EXPIRED",
     "SCHEDULED",
     "Alarm",
     "Background",
@@ -93,10 +94,11 @@ class Flight:
     allocates nothing but this object.
     """
 
-    __slots__ = ("_done", "_error", "_value", "_waiters", "seq")
+    __slots__ = ("_done", "_error", "_value", "_waiters", "seq", "started")
 
-    def __init__(self, seq: int = 0) -> None:
+    def __init__(self, seq: int = 0, started: float = 0.0) -> None:
         self.seq = seq  # the cache's invalidation counter when the load began
+        self.started = started  # monotonic: when it began (waits are bounded by its age)
         self._waiters: list[asyncio.Future[None]] = []
         self._done = False
         self._value: Any = None
@@ -116,14 +118,34 @@ class Flight:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait(self) -> Any:
+    async def wait(self, timeout: float | None = None) -> Any:
+        """The shared result; :data:`EXPIRED` if it is not in after ``timeout`` seconds."""
         if not self._done:
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
             self._waiters.append(waiter)
-            await waiter  # a cancelled waiter leaves; the shared load goes on
+            timer = None if timeout is None else loop.call_later(max(0.0, timeout), _expire, waiter)
+            try:
+                await waiter  # a cancelled waiter leaves; the shared load goes on
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                if not self._done:
+                    self._waiters.remove(waiter)
+            if not self._done:
+                return EXPIRED
         if self._error is not None:
             raise self._error
         return self._value
+
+
+EXPIRED: Any = object()
+"""What :meth:`Flight.wait` returns when its timeout ran out before the result."""
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 SCHEDULED: Any = object()
@@ -179,6 +201,15 @@ class SourceBulkhead:
         self.waiting = 0
         self.peak = 0
         self._slots = asyncio.Semaphore(limit)
+
+    async def try_acquire(self) -> bool:
+        """A slot only if one is free now, ahead of no waiter (a caller whose wait ran out)."""
+        if self._slots.locked():
+            return False
+        await self._slots.acquire()  # free and no one queued: returns without suspending
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        return True
 
     async def acquire(self) -> bool:
         if not self._slots.locked():

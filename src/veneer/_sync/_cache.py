@@ -34,6 +34,7 @@ from .._errors import (
     ConfigurationError,
     RedisUnavailable,
     SourceOverloaded,
+    SourceTimeout,
     UnencodableValue,
     ValueTooLarge,
     describe_redis_failure,
@@ -53,6 +54,7 @@ from ._access import RedisAccess
 from ._broadcast import BroadcastSubscriber
 from ._cluster_io import ClusterL2
 from ._concurrency import (
+    EXPIRED,
     SCHEDULED,
     BackgroundRefreshes,
     Flight,
@@ -254,6 +256,11 @@ class Cache:
         # Bumped on every invalidation this process applies (its own or received):
         # a fill that started before a bump must not put its value into L1.
         self._inv_seq = 0
+        # The bumps of _inv_seq that are no invalidation: the channel lost or regained
+        # (invalidations maybe missed). L1 must not keep a copy loaded across one, but
+        # a caller may still share a load in flight: it knows of no newer write.
+        # Flights compare _inv_seq - _resyncs (issue 17: a reconnect doubled loads).
+        self._resyncs = 0
         self._last_error_log = 0.0
         self._closed = False
         self._subscriber: BroadcastSubscriber | None = None
@@ -424,19 +431,29 @@ class Cache:
             # This context's open transaction will invalidate the key: read the source.
             return (self._load(loader))[0]
         self._start()
+        patience = self.options.lease_wait_seconds
+        deadline = 0.0
         while True:
-            flight = Flight(self._inv_seq)
+            flight = Flight(self._inv_seq - self._resyncs, _monotonic())
             leader = self._flights.setdefault(key, flight)
-            if leader is not flight and leader.seq != flight.seq:
-                # That load began before an invalidation: its value may be the old one.
-                # Lead a new load instead of sharing it (the in-process stale-set race).
+            if leader is not flight and (
+                leader.seq != flight.seq or flight.started - leader.started > patience
+            ):
+                # That load began before an invalidation (its value may be the old one:
+                # the in-process stale-set race), or has run longer than anyone waits
+                # for it (lease_wait): lead a new load instead of sharing it.
                 self._flights[key] = leader = flight
             if leader is not flight:
                 self._counters.shared_loads += 1
+                if not deadline:
+                    deadline = flight.started + patience
                 try:
-                    return leader.wait()
+                    value = leader.wait(deadline - _monotonic())
                 except LeaderGone:
                     continue  # the leader was cancelled: try again, maybe as the leader
+                if value is EXPIRED:
+                    return self._past_patience(key, loader, patience)
+                return value
             try:
                 value, refresh = self._lead_or_stale(key, loader, ttl_s, tag_list, type)
             except Exception as exc:
@@ -455,6 +472,20 @@ class Cache:
             # (asyncio) or here, for this caller only (threads).
             outcome = self._refreshes.run(refresh)
             return value if outcome is SCHEDULED or outcome is _FAILED else outcome
+
+    def _past_patience(self, key: str, loader: Callable[[], Any], waited: float) -> Any:
+        """A caller waited ``lease_wait`` for another caller's load of ``key`` here (as long
+        as for another process's fill): a copy within max_stale, else a load of its own
+        if a bulkhead slot is free now (returned, not filled: the leader holds the lease),
+        else SourceTimeout. Never an unbounded wait behind a slow or hung loader."""
+        self._counters.lease_wait_timeouts += 1
+        stale = self._l1_stale(key)
+        if stale is not _NONE:
+            return stale
+        if not self._bulkhead.try_acquire():
+            self._counters.source_shed += 1
+            raise SourceTimeout(key, waited, self._bulkhead.limit)
+        return (self._load(loader, acquired=True))[0]
 
     def _lead_or_stale(
         self, key: str, loader: Callable[[], Any], ttl: Ttl, tags: tuple[str, ...], type: Any
@@ -843,10 +874,11 @@ class Cache:
                 seq,
             )
 
-    def _load(self, loader: Callable[[], Any]) -> tuple[Any, float]:
-        """Call the source through the bulkhead (``source_concurrency`` at once)."""
+    def _load(self, loader: Callable[[], Any], *, acquired: bool = False) -> tuple[Any, float]:
+        """Call the source through the bulkhead (``source_concurrency`` at once);
+        ``acquired``: the caller already holds a slot."""
         bulkhead = self._bulkhead
-        if not bulkhead.acquire():
+        if not acquired and not bulkhead.acquire():
             self._counters.source_shed += 1
             raise SourceOverloaded(bulkhead.limit, bulkhead.timeout)
         self._counters.source_loads += 1
@@ -1241,6 +1273,7 @@ class Cache:
             self._l1.clear()
 
     def _on_live(self) -> None:
+        self._resyncs += 1
         self._inv_seq += 1
         self._catch_up()
         assert self._subscriber is not None
@@ -1273,6 +1306,7 @@ class Cache:
             published = None
         if self._subscribed_before and (published is None or published != self._published):
             self._counters.invalidations_missed += 1
+            self._resyncs += 1
             self._inv_seq += 1
             self._l1.clear()
         self._subscribed_before = True
@@ -1285,6 +1319,7 @@ class Cache:
     def _on_lost(self) -> None:
         self._l1_live = False
         self._l1_trust = 0.0
+        self._resyncs += 1
         self._inv_seq += 1
         self._stamps.forget()
         # The copies were vouched for until the channel last answered, not until the

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
 
 __all__ = [
+    "EXPIRED",
     "SCHEDULED",
     "Alarm",
     "Background",
@@ -90,10 +91,11 @@ class Flight:
     than an Event, and the uncontended miss (the common case) never waits on it.
     """
 
-    __slots__ = ("_error", "_lock", "_value", "seq")
+    __slots__ = ("_error", "_lock", "_value", "seq", "started")
 
-    def __init__(self, seq: int = 0) -> None:
+    def __init__(self, seq: int = 0, started: float = 0.0) -> None:
         self.seq = seq  # the cache's invalidation counter when the load began
+        self.started = started  # monotonic: when it began (waits are bounded by its age)
         self._lock = threading.Lock()
         self._lock.acquire()
         self._value: Any = None
@@ -107,12 +109,19 @@ class Flight:
         self._error = error
         self._lock.release()
 
-    def wait(self) -> Any:
-        with self._lock:  # each waiter passes through once the leader released it
-            pass
+    def wait(self, timeout: float | None = None) -> Any:
+        """The shared result; :data:`EXPIRED` if it is not in after ``timeout`` seconds."""
+        # Each waiter passes through the lock once the leader released it.
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return EXPIRED
+        self._lock.release()
         if self._error is not None:
             raise self._error
         return self._value
+
+
+EXPIRED: Any = object()
+"""What :meth:`Flight.wait` returns when its timeout ran out before the result."""
 
 
 SCHEDULED: Any = object()
@@ -154,6 +163,15 @@ class SourceBulkhead:
         self.peak = 0
         self._queue: deque[threading.Lock] = deque()
         self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        """A slot only if one is free now, ahead of no waiter (a caller whose wait ran out)."""
+        with self._lock:
+            if self.active < self.limit and not self._queue:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+                return True
+            return False
 
     def acquire(self) -> bool:
         with self._lock:

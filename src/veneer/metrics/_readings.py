@@ -84,7 +84,7 @@ def read_cache(cache: Any) -> list[Family]:
     )
     f.counter(
         "lease_wait_timeouts",
-        "Lease waits that ran out and loaded without filling.",
+        "Waits for another caller's load (lease or in-process) that ran out (lease_wait).",
         s.lease_wait_timeouts,
     )
     f.counter(
