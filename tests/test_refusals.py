@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from servers import RedisServer
+from topologies import LocalCluster
 from veneer import AsyncCache, Cache
 
 WARM = [f"warm{i}" for i in range(20)]  # in Redis before it refuses anything
@@ -305,6 +306,75 @@ def test_without_scripts_an_invalidation_still_refuses_the_fill_it_races(
     finally:
         reader.close()
         writer.close()
+
+
+@pytest.fixture(scope="module")
+def noeval_cluster() -> Iterator[tuple[LocalCluster, str]]:
+    """A private cluster (3 primaries) whose user ``app`` may not run scripts."""
+    cluster = LocalCluster(primaries=3, replicas=0)
+    try:
+        for node in cluster.servers:
+            acl_url(node, "eval", "evalsha", "eval_ro", "evalsha_ro")
+        nodes = ",".join(f"127.0.0.1:{s.port}" for s in cluster.servers[:2])
+        yield cluster, f"redis+cluster://app:secret@{nodes}"
+    finally:
+        cluster.stop()
+
+
+def test_without_scripts_on_a_cluster(noeval_cluster: tuple[LocalCluster, str]) -> None:
+    """On a cluster (per-node connections, redis-py's cluster transaction for the fills):
+    two caches, 8 threads, every new key loaded exactly once, no error."""
+    _, url = noeval_cluster
+    caches = [Cache.from_url(url, namespace="cl", ttl=300, l1_ttl=60) for _ in range(2)]
+    loads: Counter[str] = Counter()
+    try:
+        for cache in caches:
+            assert cache.ready()
+            assert len(cache.check()) == 1
+        errors = read_everything_two_sync(caches, loads)
+        assert errors == []
+        assert dict(loads) == dict.fromkeys(WARM + NEW, 1)  # nothing warm here: all new
+        for cache in caches:
+            stats = cache.stats()
+            assert stats.redis_errors == 0 and stats.degraded == ("scripts",)
+        assert sum(cache.stats().l2_hits for cache in caches) > 0
+    finally:
+        for cache in caches:
+            cache.close()
+
+
+async def test_without_scripts_on_a_cluster_async(
+    noeval_cluster: tuple[LocalCluster, str],
+) -> None:
+    """The same on AsyncCache."""
+    _, url = noeval_cluster
+    caches = [AsyncCache.from_url(url, namespace="acl", ttl=300, l1_ttl=60) for _ in range(2)]
+    loads: Counter[str] = Counter()
+
+    async def loader(key: str) -> str:
+        loads[key] += 1
+        await asyncio.sleep(0.005)
+        return f"v:{key}"
+
+    async def run(seed: int) -> None:
+        cache = caches[seed % 2]
+        keys = (WARM + NEW) * ROUNDS
+        random.Random(seed).shuffle(keys)
+        for key in keys:
+            assert await cache.get_or_load(key, lambda key=key: loader(key)) == f"v:{key}"
+
+    try:
+        for cache in caches:
+            assert await cache.ready()
+            assert len(await cache.check()) == 1
+        await asyncio.wait_for(asyncio.gather(*(run(seed) for seed in range(THREADS))), 60)
+        assert dict(loads) == dict.fromkeys(WARM + NEW, 1)
+        for cache in caches:
+            stats = cache.stats()
+            assert stats.redis_errors == 0 and stats.degraded == ("scripts",)
+    finally:
+        for cache in caches:
+            await cache.close()
 
 
 async def test_without_scripts_async(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
