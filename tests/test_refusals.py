@@ -37,7 +37,8 @@ def server() -> Iterator[RedisServer]:
 
 
 def acl_url(server: RedisServer, *denied: str) -> str:
-    """A URL for a user allowed every command but ``denied``, on every key and channel."""
+    """A URL for a user allowed every command but ``denied``, on every key and channel
+    (commands this server does not have, EVAL_RO before 7.0 say, are left out)."""
     admin = server.client()
     admin.acl_setuser(
         "app",
@@ -45,8 +46,13 @@ def acl_url(server: RedisServer, *denied: str) -> str:
         passwords=["+secret"],
         keys=["*"],
         channels=["*"],
-        commands=["+@all", *(f"-{command}" for command in denied)],
+        commands=["+@all"],
     )
+    for command in denied:
+        try:
+            admin.execute_command("ACL", "SETUSER", "app", f"-{command}")
+        except redis.ResponseError:
+            assert command in ("eval_ro", "evalsha_ro", "spublish"), command  # before 7.0
     admin.close()
     return f"redis://app:secret@127.0.0.1:{server.port}/0"
 
