@@ -180,6 +180,35 @@ def test_out_of_memory_serves_what_redis_has_and_loads_each_new_key_once(
         raw.close()
 
 
+def test_out_of_memory_batches_serve_what_redis_has_and_load_each_new_key_once(
+    server: RedisServer,
+) -> None:
+    """get_or_load_many out of memory: the cached keys come from Redis, each new key is
+    loaded by the first batch only (kept in L1), and get_many then has all of them."""
+    raw = server.client()
+    warm(server.url, "oombatch")
+    raw.config_set("maxmemory", 1)
+    cache = Cache.from_url(server.url, namespace="oombatch", ttl=300, l1_ttl=60)
+    loads: Counter[str] = Counter()
+
+    def load_many(keys: list[str]) -> dict[str, str]:
+        loads.update(keys)
+        return {key: f"v:{key}" for key in keys}
+
+    try:
+        assert cache.ready()
+        for _ in range(ROUNDS):
+            got = cache.get_or_load_many(WARM + NEW, load_many)
+            assert got == {key: f"v:{key}" for key in WARM + NEW}
+        assert dict(loads) == dict.fromkeys(NEW, 1)
+        assert cache.stats().l2_hits >= len(WARM) and cache.stats().degraded == ("writes",)
+        assert len(cache.get_many(WARM + NEW)) == len(WARM + NEW)
+    finally:
+        raw.config_set("maxmemory", 0)
+        cache.close()
+        raw.close()
+
+
 async def test_out_of_memory_async(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     """The same on AsyncCache: cached values served, one load per new key, no error, the
     refusal in check() and stats(), one warning."""
