@@ -22,6 +22,7 @@ import redis
 from servers import RedisServer
 from topologies import LocalCluster
 from veneer import AsyncCache, Cache
+from veneer.metrics._readings import read_cache
 
 WARM = [f"warm{i}" for i in range(20)]  # in Redis before it refuses anything
 NEW = [f"new{i}" for i in range(20)]  # first read while Redis refuses
@@ -165,6 +166,11 @@ def test_out_of_memory_serves_what_redis_has_and_loads_each_new_key_once(
         rejected = rejected_writes(raw) - rejected_before
         assert rejected <= THREADS + 2 + 2 * elapsed, (rejected, elapsed)
         assert refusal_warnings(caplog, "refuses writes") == 1
+        exported = {
+            (f.name, tuple(labels.items())): v for f in read_cache(cache) for labels, v in f.samples
+        }
+        assert exported[("veneer_cache_degraded", (("reason", "writes"),))] == 1
+        assert exported[("veneer_cache_degraded", (("reason", "scripts"),))] == 0
         assert cache.check() == reasons  # asked again: still refused, not warned again
         assert refusal_warnings(caplog, "refuses writes") == 1
 
