@@ -1131,6 +1131,24 @@ class AsyncCache:
             return None
         return data, plan.px, plan.fresh_seconds
 
+    def _keep_in_l1(
+        self,
+        key: str,
+        value: Any,
+        ttl: Ttl,
+        tags: tuple[str, ...],
+        versions: Versions,
+        seconds: float,
+        seq: int,
+    ) -> None:
+        """A loaded value that Redis would not take (it refuses writes): into L1 only."""
+        if value is None and not self.options.cache_none:
+            return
+        encoded = self._encode(key, value, ttl, tags, versions, seconds, strict=False)
+        if encoded is not None:
+            data, _px, fresh_seconds = encoded
+            self._remember(key, value, fresh_seconds, len(data), tags, seq)
+
     def _remember(
         self, key: str, value: Any, fresh_seconds: float, size: int, tags: tuple[str, ...], seq: int
     ) -> None:

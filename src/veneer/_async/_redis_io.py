@@ -1088,7 +1088,9 @@ class AsyncL2:
         async def run() -> bool:
             async with self.client.pipeline(transaction=True) as pipe:
                 await pipe.watch(key, lease)
-                value, holder = await pipe.mget(key, lease)
+                # Two GETs, not MGET: a cluster pipeline refuses MGET (same slot or not).
+                value = await pipe.get(key)
+                holder = await pipe.get(lease)
                 if value != mark and holder != token:
                     return False
                 pipe.multi()
@@ -1099,7 +1101,10 @@ class AsyncL2:
                     return False
                 return True
 
-        done: bool = await self._call_on([key], run)
+        try:
+            done: bool = await self._call_on([key], run)
+        except RedisClusterException as exc:  # (not a RedisError: it must not reach a caller)
+            raise ResponseError(f"transaction refused by the cluster client: {exc}") from exc
         return done
 
     async def _plain_fill(

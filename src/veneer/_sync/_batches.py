@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._codec import Envelope, is_lease_mark, lease_mark
 from .._keys import check_key, check_tags
 from .._policy import judge
+from .._refusals import WRITES
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import conform
@@ -115,6 +116,12 @@ def _load_many(
             seconds,
             seq,
         )
+        if cache._refusals.writes_until:
+            # Redis refuses writes: no lease was taken and nothing filled; L1 keeps the
+            # values so the next batch does not load them again (as a single miss does).
+            for key, value in values.items():
+                if key not in fillable:
+                    cache._keep_in_l1(key, value, ttl_s, tag_list, versions, seconds, seq)
     found.update(values)
 
 
@@ -126,6 +133,9 @@ def _lease_many(
     go into ``found``."""
     if not cache.options.leases:
         return dict.fromkeys(keys)
+    refusals = cache._refusals
+    if refusals.writes_until and not refusals.allows(WRITES):
+        return {}  # Redis refuses writes: no lease can be taken (tried once a second)
     token = new_token()
     try:
         replies = cache._l2.lease_get_many(
@@ -287,7 +297,9 @@ def _fill_many(
         if leased and batch_token is not None:
             landed += cache._l2.fill_many_with_lease(leased, batch_token, lease_mark(batch_token))
     except REDIS_ERRORS as exc:
-        cache._redis_failed(exc)
+        if cache._redis_failed(exc) == WRITES:
+            for key, (value, fresh_seconds, size) in written.items():
+                cache._remember(key, value, fresh_seconds, size, tags, seq)
         return
     for key, ok in zip(plain_keys + leased_keys, landed, strict=True):
         if ok:

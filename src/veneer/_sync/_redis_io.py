@@ -1084,7 +1084,9 @@ class L2:
         def run() -> bool:
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.watch(key, lease)
-                value, holder = pipe.mget(key, lease)
+                # Two GETs, not MGET: a cluster pipeline refuses MGET (same slot or not).
+                value = pipe.get(key)
+                holder = pipe.get(lease)
                 if value != mark and holder != token:
                     return False
                 pipe.multi()
@@ -1095,7 +1097,10 @@ class L2:
                     return False
                 return True
 
-        done: bool = self._call_on([key], run)
+        try:
+            done: bool = self._call_on([key], run)
+        except RedisClusterException as exc:  # (not a RedisError: it must not reach a caller)
+            raise ResponseError(f"transaction refused by the cluster client: {exc}") from exc
         return done
 
     def _plain_fill(

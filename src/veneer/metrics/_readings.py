@@ -66,6 +66,7 @@ class _Families:
 
 
 _BREAKER_STATES = ("closed", "open", "half-open")
+_CAPABILITIES = ("writes", "scripts", "publish")  # veneer._refusals
 
 
 def read_cache(cache: Any) -> list[Family]:
@@ -106,6 +107,18 @@ def read_cache(cache: Any) -> list[Family]:
     f.gauge("source_active", "Source loads running now.", s.source_active)
     f.gauge("source_waiting", "Loads waiting for a bulkhead slot now.", s.source_waiting)
     f.counter("redis_errors", "Redis calls that failed (answered from the source).", s.redis_errors)
+    f.counter(
+        "redis_refusals",
+        "Redis calls answered with a refusal (out of memory, no permission).",
+        s.redis_refusals,
+    )
+    for capability in _CAPABILITIES:
+        f.gauge(
+            "degraded",
+            "1 while Redis refuses this capability (it answers, the cache does without).",
+            1 if capability in s.degraded else 0,
+            reason=capability,
+        )
     f.counter(
         "breaker_rejections",
         "Redis calls not made because the breaker was open.",
