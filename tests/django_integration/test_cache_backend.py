@@ -268,7 +268,9 @@ def test_redis_down_is_a_miss_never_an_error(
             cache.get(f"x{i}")
             cache.set(f"x{i}", i)
             slowest = max(slowest, time.perf_counter() - started)
-        assert cache.veneer.stats().breaker_state == "open"
+        # Open, or half-open while a probe is out (a reply the invalidation channel heard
+        # just before the kill makes the first probe due at once; it is refused).
+        assert cache.veneer.stats().breaker_state in ("open", "half-open")
         assert slowest < 0.1  # no call waits out a socket timeout once the breaker is open
     finally:
         server.stop()
