@@ -37,6 +37,11 @@ def server() -> Iterator[RedisServer]:
     server.stop()
 
 
+# Redis is up in every test here (it refuses, it does not stall): a loaded machine's
+# 100-200 ms stall must not read as an outage and add a load.
+UP = {"redis_timeout": 1.0, "connect_timeout": 1.0}
+
+
 def acl_url(server: RedisServer, *denied: str) -> str:
     """A URL for a user allowed every command but ``denied``, on every key and channel
     (commands this server does not have, EVAL_RO before 7.0 say, are left out)."""
@@ -59,7 +64,7 @@ def acl_url(server: RedisServer, *denied: str) -> str:
 
 
 def warm(url: str, namespace: str) -> None:
-    writer = Cache.from_url(url, namespace=namespace, ttl=300, l1_size=0)
+    writer = Cache.from_url(url, namespace=namespace, ttl=300, **UP, l1_size=0)
     try:
         for key in WARM:
             assert writer.get_or_load(key, lambda key=key: f"v:{key}") == f"v:{key}"
@@ -142,7 +147,7 @@ def test_out_of_memory_serves_what_redis_has_and_loads_each_new_key_once(
     warm(server.url, "oom")
     raw.config_set("maxmemory", 1)
     assert raw.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-    cache = Cache.from_url(server.url, namespace="oom", ttl=300, l1_ttl=60)
+    cache = Cache.from_url(server.url, namespace="oom", ttl=300, **UP, l1_ttl=60)
     loads: Counter[str] = Counter()
     try:
         assert cache.ready()
@@ -194,7 +199,7 @@ def test_out_of_memory_batches_serve_what_redis_has_and_load_each_new_key_once(
     raw = server.client()
     warm(server.url, "oombatch")
     raw.config_set("maxmemory", 1)
-    cache = Cache.from_url(server.url, namespace="oombatch", ttl=300, l1_ttl=60)
+    cache = Cache.from_url(server.url, namespace="oombatch", ttl=300, **UP, l1_ttl=60)
     loads: Counter[str] = Counter()
 
     def load_many(keys: list[str]) -> dict[str, str]:
@@ -222,7 +227,7 @@ async def test_out_of_memory_async(server: RedisServer, caplog: pytest.LogCaptur
     raw = server.client()
     warm(server.url, "oom")
     raw.config_set("maxmemory", 1)
-    cache = AsyncCache.from_url(server.url, namespace="oom", ttl=300, l1_ttl=60)
+    cache = AsyncCache.from_url(server.url, namespace="oom", ttl=300, **UP, l1_ttl=60)
     loads: Counter[str] = Counter()
     try:
         assert await cache.ready()
@@ -288,7 +293,7 @@ def test_without_scripts_leases_still_bound_loads_and_hits_are_served(
     caplog.set_level(logging.WARNING, logger="veneer")
     warm(server.url, "noeval")
     url = acl_url(server, "eval", "evalsha", "eval_ro", "evalsha_ro")
-    caches = [Cache.from_url(url, namespace="noeval", ttl=300, l1_ttl=60) for _ in range(2)]
+    caches = [Cache.from_url(url, namespace="noeval", ttl=300, **UP, l1_ttl=60) for _ in range(2)]
     raw = server.client()
     loads: Counter[str] = Counter()
     try:
@@ -319,8 +324,8 @@ def test_without_scripts_an_invalidation_still_refuses_the_fill_it_races(
     """The stale-set race without Lua: a fill whose lease an invalidation revoked (while
     its load read the old row) does not land, so the next read loads the new row."""
     url = acl_url(server, "eval", "evalsha", "eval_ro", "evalsha_ro")
-    reader = Cache.from_url(url, namespace="race", ttl=300, l1_size=0)
-    writer = Cache.from_url(url, namespace="race", ttl=300, l1_size=0)
+    reader = Cache.from_url(url, namespace="race", ttl=300, **UP, l1_size=0)
+    writer = Cache.from_url(url, namespace="race", ttl=300, **UP, l1_size=0)
     row = {"v": "old"}
     loading, invalidated = threading.Event(), threading.Event()
     got: list[str] = []
@@ -366,7 +371,7 @@ def test_without_scripts_on_a_cluster(noeval_cluster: tuple[LocalCluster, str]) 
     """On a cluster (per-node connections, redis-py's cluster transaction for the fills):
     two caches, 8 threads, every new key loaded exactly once, no error."""
     _, url = noeval_cluster
-    caches = [Cache.from_url(url, namespace="cl", ttl=300, l1_ttl=60) for _ in range(2)]
+    caches = [Cache.from_url(url, namespace="cl", ttl=300, **UP, l1_ttl=60) for _ in range(2)]
     loads: Counter[str] = Counter()
     try:
         for cache in caches:
@@ -389,7 +394,7 @@ async def test_without_scripts_on_a_cluster_async(
 ) -> None:
     """The same on AsyncCache."""
     _, url = noeval_cluster
-    caches = [AsyncCache.from_url(url, namespace="acl", ttl=300, l1_ttl=60) for _ in range(2)]
+    caches = [AsyncCache.from_url(url, namespace="acl", ttl=300, **UP, l1_ttl=60) for _ in range(2)]
     loads: Counter[str] = Counter()
 
     async def loader(key: str) -> str:
@@ -423,7 +428,9 @@ async def test_without_scripts_async(server: RedisServer, caplog: pytest.LogCapt
     caplog.set_level(logging.WARNING, logger="veneer")
     warm(server.url, "noeval")
     url = acl_url(server, "eval", "evalsha", "eval_ro", "evalsha_ro")
-    caches = [AsyncCache.from_url(url, namespace="noeval", ttl=300, l1_ttl=60) for _ in range(2)]
+    caches = [
+        AsyncCache.from_url(url, namespace="noeval", ttl=300, **UP, l1_ttl=60) for _ in range(2)
+    ]
     loads: Counter[str] = Counter()
 
     async def loader(key: str) -> str:
@@ -469,8 +476,8 @@ def test_without_publish_invalidate_reports_the_unheard_broadcast(
     nothing raises, each cache warns once."""
     caplog.set_level(logging.WARNING, logger="veneer")
     url = acl_url(server, "publish", "spublish")
-    writer = Cache.from_url(url, namespace="nopub", ttl=300, l1_ttl=60)
-    reader = Cache.from_url(url, namespace="nopub", ttl=300, l1_ttl=60)
+    writer = Cache.from_url(url, namespace="nopub", ttl=300, **UP, l1_ttl=60)
+    reader = Cache.from_url(url, namespace="nopub", ttl=300, **UP, l1_ttl=60)
     row = {"v": "old"}
     try:
         assert writer.ready() and reader.ready()
@@ -498,7 +505,7 @@ def test_without_publish_invalidate_reports_the_unheard_broadcast(
 async def test_without_publish_async(server: RedisServer) -> None:
     """The same report on AsyncCache: invalidate() returns False and stats() says why."""
     url = acl_url(server, "publish", "spublish")
-    cache = AsyncCache.from_url(url, namespace="nopub", ttl=300)
+    cache = AsyncCache.from_url(url, namespace="nopub", ttl=300, **UP)
     try:
         assert await cache.ready()
         assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "v")) == "v"
