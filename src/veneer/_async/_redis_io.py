@@ -256,7 +256,7 @@ def build_client(
             "username": target.options.get("sentinel_username"),
             "password": target.options.get("sentinel_password"),
         }
-        sentinel = redis_sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = redis_sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.hosts),
             sentinel_kwargs={
                 "socket_timeout": redis_timeout,

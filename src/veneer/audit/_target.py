@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -196,11 +196,15 @@ def _sentinel_shards(target: Target, kwargs: dict[str, Any], *, replicas: bool) 
         sentinel_kwargs["password"] = target.options["sentinel_password"]
     if target.tls:
         sentinel_kwargs["ssl"] = True
-    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
     try:
-        host, port = sentinel.discover_master(target.service)  # type: ignore[no-untyped-call]
-        found_replicas: list[tuple[str, int]] = (
-            sentinel.discover_slaves(target.service)  # type: ignore[no-untyped-call]
+        host, port = sentinel.discover_master(target.service)  # type: ignore[no-untyped-call, unused-ignore]
+        # redis-py 8 types the reply as a sequence of encodable pairs; it is (host, port).
+        found_replicas = (
+            cast(
+                "list[tuple[str, int]]",
+                sentinel.discover_slaves(target.service),  # type: ignore[no-untyped-call, unused-ignore]
+            )
             if replicas
             else []
         )
