@@ -13,11 +13,12 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
 from redis.exceptions import ResponseError as RefusedByRedis
 
-from .. import _fork, _refusals
+from .. import _fork
 from .._breaker import CircuitBreaker
 from .._codec import (
     HEADER_SIZE,
@@ -32,12 +33,10 @@ from .._codec import (
 )
 from .._errors import (
     ConfigurationError,
-    RedisUnavailable,
     SourceOverloaded,
     SourceTimeout,
     UnencodableValue,
     ValueTooLarge,
-    describe_redis_failure,
 )
 from .._keys import KeyLayout, check_key, check_tag, check_tags
 from .._l1 import L1Store
@@ -49,7 +48,7 @@ from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches, _conditional, _observed, _redis_io, _refresh
+from . import _batches, _capabilities, _channel, _conditional, _observed, _refresh
 from ._access import RedisAccess
 from ._broadcast import BroadcastSubscriber
 from ._cluster_io import ClusterL2
@@ -69,7 +68,7 @@ from ._concurrency import (
     sleep,
 )
 from ._decorator import CachedFunction, cached_decorator
-from ._invalidations import Invalidations, decode_message
+from ._invalidations import Invalidations
 from ._lease_keeper import LeaseKeeper
 from ._loaders import conformed, watched
 from ._redis_io import (
@@ -83,7 +82,7 @@ from ._redis_io import (
     is_cluster,
     new_token,
 )
-from ._stamps import StampBook, new_version
+from ._stamps import StampBook
 
 __all__ = ["Cache"]
 
@@ -202,9 +201,9 @@ class Cache:
                 pool_timeout=opts.pool_timeout,
                 sharded_pubsub=opts.sharded_pubsub,
             )
-        # What this Redis refuses although it answers (out of memory, ACL): see _refused.
+        # What this Redis refuses although it answers (out of memory, ACL): see _capabilities.
         self._refusals = self._l2.refusals = Refusals(warn_every=opts.error_log_interval)
-        self._l2.on_refused = self._refused
+        self._l2.on_refused = partial(_capabilities.refused, self)
         self._l2.unrenewed_px = max(1, int(opts.lease_ttl * 1000))
         self._bulkhead = SourceBulkhead(opts.source_concurrency, opts.source_queue_timeout)
         self._run_id: str | None = None
@@ -236,7 +235,7 @@ class Cache:
             monitor_every=opts.monitor_every,
             monitor_delay=opts.monitor_delay,
             still_in_l1=self._still_in_l1,
-            on_broadcast_back=self._broadcast_back,
+            on_broadcast_back=partial(_capabilities.broadcast_back, self),
         )
         self._flights: dict[str, Flight] = {}
         self._refreshes = BackgroundRefreshes()
@@ -269,12 +268,12 @@ class Cache:
         # serve its copies as fresh).
         self._l1_live = opts.l1_size > 0 and not opts.broadcast
         # Invalidations published in the namespace as this process counts them (the
-        # count read at the last subscription, plus every message since): see _catch_up.
+        # count read at the last subscription, plus every message since): see _channel.
         self._published: int | None = None
         self._subscribed_before = False
         # L1 copies are served as fresh only until this moment (monotonic): the last
         # proof that this process had every invalidation published (a pong, see
-        # _on_current) plus the subscriber's health timeout. A process that stalls
+        # _channel.on_current) plus the subscriber's health timeout. A process that stalls
         # (a pause, a starved thread, SIGSTOP) with invalidations unread in its socket
         # stops serving L1 from its own clock, without waiting for the subscriber to run.
         self._trust_seconds = max(1.0, 4 * opts.redis_timeout)
@@ -284,12 +283,12 @@ class Cache:
                 self._l2.subscriber,
                 self._l2.release_subscriber,
                 self._layout.channel,
-                on_message=self._on_broadcast,
-                on_live=self._on_live,
-                on_lost=self._on_lost,
-                on_tick=self._on_tick,
+                on_message=partial(_channel.on_message, self),
+                on_live=partial(_channel.on_live, self),
+                on_lost=partial(_channel.on_lost, self),
+                on_tick=partial(_channel.on_tick, self),
                 on_heard=self._l2.hint_alive,
-                on_current=self._on_current,
+                on_current=partial(_channel.on_current, self),
                 health_timeout=self._trust_seconds,
                 sharded=self._l2.sharded_broadcast,
             )
@@ -321,7 +320,7 @@ class Cache:
         if self._subscriber is not None:
             self._subscriber.after_fork()
             self._started = False  # the next call subscribes this process
-            self._on_lost()  # until then, L1 copies are not trusted as fresh
+            _channel.on_lost(self)  # until then, L1 copies are not trusted as fresh
 
     def _bind_loop(self) -> None:
         """The first call on an event loop (asyncio.run called again, a loop per test): what
@@ -355,7 +354,7 @@ class Cache:
         A stale entry (past its TTL, within ``stale_ttl``) is returned as is.
         """
         entry = self._l1_map.get(key)
-        # One clock read for both: the entry's l1_ttl, and the channel's trust (_on_current).
+        # One clock read for both: the entry's l1_ttl, and the channel's trust (on_current).
         if (
             entry is not None
             and entry.expires > _monotonic() < self._l1_trust
@@ -819,7 +818,7 @@ class Cache:
         except RefusedByRedis as exc:
             # Redis refuses the write (out of memory, no permission): plain reads, which
             # still serve what is cached, with a lease-get once a second (see _lead).
-            self._refused(classify(exc) or WRITES, exc)
+            _capabilities.refused(self, classify(exc) or WRITES, exc)
             return self._read(key, type)
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
@@ -1270,88 +1269,6 @@ class Cache:
             self._started = True
             self._subscriber.start()
 
-    def _on_broadcast(self, data: bytes) -> None:
-        message = decode_message(data)
-        if message is None:
-            return
-        if self._published is not None:
-            self._published += 1  # every message counts, this process's own too
-        if message[0] == self._sender:
-            return
-        _sender, kind, name, version = message
-        self._counters.invalidations_received += 1
-        self._inv_seq += 1
-        if kind == "k":
-            self._l1.discard(name)
-        elif kind == "t":
-            self._stamps.learn(self._layout.tag(name), version)
-            self._l1.discard_tag(name)
-        elif kind == "e":
-            self._stamps.learn(self._layout.epoch_key, version)
-            self._l1.clear()
-
-    def _on_live(self) -> None:
-        self._resyncs += 1
-        self._inv_seq += 1
-        self._catch_up()
-        assert self._subscriber is not None
-        # Subscribed since ``heard``: what was published before is covered by _catch_up.
-        self._on_current(self._subscriber.heard)
-        try:
-            run_id = self._l2.run_id()
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            run_id = ""
-        if run_id:
-            if self._run_id is not None and run_id != self._run_id:
-                # Restarted, so probably empty: keep serving L1 copies while keys refill.
-                self._counters.cold_restarts += 1
-                self._warm_until = _monotonic() + self.options.restart_warmup
-                log.warning("veneer[%s]: Redis restarted; refilling", self.options.namespace)
-            self._run_id = run_id
-        self._l1_live = self.options.l1_size > 0 and not self._refusals.refusing(_refusals.PUBLISH)
-        self._on_tick()
-
-    def _catch_up(self) -> None:
-        """On a resubscription: drop every L1 copy if invalidations were published while
-        this process was not subscribed (a queue replayed by another process right after
-        Redis came back, say). The published count tells: it moved by more than the
-        messages this process received. Nothing missed: the copies stay, for warm-up."""
-        try:
-            published: int | None = self._l2.published(self._layout.published_key.encode())
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            published = None
-        if self._subscribed_before and (published is None or published != self._published):
-            self._counters.invalidations_missed += 1
-            self._resyncs += 1
-            self._inv_seq += 1
-            self._l1.clear()
-        self._subscribed_before = True
-        self._published = published
-
-    def _on_current(self, sent: float) -> None:
-        """Every invalidation published before ``sent`` (monotonic) has been applied."""
-        self._l1_trust = max(self._l1_trust, sent + self._trust_seconds)
-
-    def _on_lost(self) -> None:
-        self._l1_live = False
-        self._l1_trust = 0.0
-        self._resyncs += 1
-        self._inv_seq += 1
-        self._stamps.forget()
-        # The copies were vouched for until the channel last answered, not until the
-        # loss was noticed (up to max(1 s, 4 x redis_timeout) later): max_stale counts
-        # from then.
-        now = _monotonic()
-        heard = now if self._subscriber is None else min(now, self._subscriber.heard)
-        self._l1.expire_all(now, _wall() - (now - heard))
-
-    def _on_tick(self) -> None:
-        """Periodic work of the subscriber: retry queued invalidations."""
-        if self._invalidations.pending:
-            self._invalidations.drain()
-
     def check(self) -> tuple[str, ...]:
         """Ping Redis now; raise :class:`RedisUnavailable` saying why it does not answer.
 
@@ -1362,63 +1279,11 @@ class Cache:
         answer is one sentence per refusal (empty when nothing is refused), each
         also logged as a warning (rate-limited) and listed in ``stats().degraded``.
         """
-        try:
-            self._l2.ping()
-        except Exception as exc:
-            where = self._l2.describe()
-            raise RedisUnavailable(describe_redis_failure(exc, where)) from exc
-        self._probe_refusals()
-        return self._refusals.reasons()
-
-    def _probe_refusals(self) -> None:
-        """One round trip of what reads, fills and invalidations need: the namespace stamp's
-        ``SET NX`` (a write, refused out of memory), an ``EVALSHA`` of a script that is not
-        loaded (``NOSCRIPT`` if scripts are allowed) and an empty ``PUBLISH`` on the
-        channel (other processes ignore it)."""
-        layout = self._layout
-        epoch = layout.epoch_key.encode()
-        probes: list[tuple[str, bytes, bytes]] = [
-            (
-                WRITES,
-                epoch,
-                _redis_io.pack("SET", epoch, new_version(), "NX", "EX", self._stamps.redis_expiry),
-            ),
-            (_refusals.SCRIPTS, epoch, _redis_io.pack("EVALSHA", "0" * 40, 0)),
-        ]
-        if self.options.broadcast:
-            publish = "SPUBLISH" if self._l2.sharded_broadcast() else "PUBLISH"
-            probes.append(
-                (
-                    _refusals.PUBLISH,
-                    layout.published_key.encode(),
-                    _redis_io.pack(publish, layout.channel.encode(), b""),
-                )
-            )
-        try:
-            replies = self._l2.answers([(key, packed) for _, key, packed in probes])
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return
-        for (capability, _, _), reply in zip(probes, replies, strict=True):
-            refused = classify(reply) if isinstance(reply, RefusedByRedis) else None
-            if refused is not None:
-                self._refused(refused, reply)
-            elif self._refusals.refusing(capability):
-                self._refusals.accepted(capability)
-                if capability == _refusals.PUBLISH:
-                    self._broadcast_back()
+        return _capabilities.check(self)
 
     def ready(self, timeout: float = 5.0) -> bool:
         """Wait until this process hears other processes' invalidations (or ``timeout``)."""
-        self._start()
-        if self._subscriber is None:
-            return True
-        deadline = _monotonic() + timeout
-        while not self._subscriber.live:
-            if _monotonic() >= deadline:
-                return False
-            sleep(0.005)
-        return True
+        return _channel.ready(self, timeout)
 
     # ------------------------------------------------------------- components
 
@@ -1462,31 +1327,11 @@ class Cache:
             return None
         refused = classify(exc)
         if refused is not None:
-            self._refused(refused, exc)
+            _capabilities.refused(self, refused, exc)
             return refused
         self._counters.redis_errors += 1
         self._warn(f"Redis call failed ({exc.__class__.__name__}: {exc}); served from the source")
         return None
-
-    def _refused(self, capability: str, exc: BaseException) -> None:
-        """Redis answered with a refusal: counted apart from errors, and warned about once
-        per ``error_log_interval`` per capability (a full Redis refuses every write)."""
-        self._counters.redis_refusals += 1
-        message = self._refusals.refused(capability, exc)
-        if message is not None:
-            log.warning("veneer[%s]: %s", self.options.namespace, message)
-        if capability == _refusals.PUBLISH and self._subscriber is not None:
-            # Our invalidations reach no other process, and theirs (the same user's,
-            # most likely) none: in-process copies could outlive a write by l1_ttl.
-            # Every read goes to Redis instead, until a PUBLISH is taken again.
-            self._l1_live = False
-            self._inv_seq += 1
-            self._l1.clear()
-
-    def _broadcast_back(self) -> None:
-        """PUBLISH is taken again: L1 as usual once subscribed."""
-        if self._subscriber is not None and self._subscriber.live:
-            self._l1_live = self.options.l1_size > 0
 
     def _warn(self, message: str) -> None:
         now = _monotonic()
