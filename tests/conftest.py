@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
-from hypothesis import settings
 
 from servers import RedisServer
 from topologies import LocalCluster
 
 _names = itertools.count()
-
-# Property tests draw the same examples on every run (seeded by the test's name) and
-# keep no example database: a suite run is reproducible, and an example saved by one
-# checkout's run is never replayed against another's code (Hypothesis then reported
-# FlakyStrategyDefinition). HYPOTHESIS_PROFILE=explore draws new examples each run.
-settings.register_profile("veneer", derandomize=True, database=None, print_blob=True)
-settings.register_profile("explore", database=None, print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "veneer"))
 
 
 @pytest.fixture(scope="session")

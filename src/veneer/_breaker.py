@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
+
+from ._random import rng
 
 __all__ = ["BreakerState", "CircuitBreaker"]
 
@@ -55,7 +56,7 @@ class CircuitBreaker:
         cooldown: float = 1.0,
         probe_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] = random.random,
+        rand: Callable[[], float] = rng.random,
     ) -> None:
         self.name = name
         self._failures = failures

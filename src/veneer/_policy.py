@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._codec import Envelope
+from ._random import rng
 
 __all__ = [
     "FillPlan",
@@ -93,7 +94,7 @@ def jittered(seconds: float, jitter: float, rand: random.Random | None = None) -
     together do not all expire in the same instant."""
     if not jitter:
         return seconds
-    r = (rand or random).random()
+    r = (rand or rng).random()
     return seconds * (1.0 + jitter * (2.0 * r - 1.0))
 
 

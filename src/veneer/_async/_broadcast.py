@@ -10,12 +10,12 @@ entries again.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._fork import park
+from .._random import rng
 from ._concurrency import Background, sleep, spawn
 
 __all__ = ["AsyncBroadcastSubscriber"]
@@ -81,7 +81,7 @@ class AsyncBroadcastSubscriber:
             if self.live:
                 backoff = _FIRST_BACKOFF
             self._mark_lost()
-            await sleep(backoff * (0.5 + random.random()))
+            await sleep(backoff * (0.5 + rng.random()))
             backoff = min(backoff * 2, _LAST_BACKOFF)
             worker = self._worker
 

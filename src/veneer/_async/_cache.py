@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -42,6 +41,7 @@ from .._l1 import L1Store
 from .._observe import check_observer
 from .._options import CacheOptions, Ttl
 from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
+from .._random import rng
 from .._refusals import WRITES, Refusals, classify
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
@@ -220,7 +220,7 @@ class AsyncCache:
             errors=REDIS_ERRORS,
             on_error=self._redis_failed,
         )
-        self._sender = f"{random.getrandbits(64):016x}"
+        self._sender = f"{rng.getrandbits(64):016x}"
         self._invalidations = AsyncInvalidations(
             self._l2,
             self._layout,
@@ -685,7 +685,7 @@ class AsyncCache:
         attempt = 0
         if held:
             self._counters.lease_waits += 1
-            await sleep(lease_backoff(attempt, random.random()))
+            await sleep(lease_backoff(attempt, rng.random()))
             attempt += 1
         while True:
             try:
@@ -720,7 +720,7 @@ class AsyncCache:
             if _monotonic() >= deadline:
                 self._counters.lease_wait_timeouts += 1
                 return "none", None
-            await sleep(lease_backoff(attempt, random.random()))
+            await sleep(lease_backoff(attempt, rng.random()))
             attempt += 1
 
     async def _claim_refresh(
@@ -854,7 +854,7 @@ class AsyncCache:
         if versions is None:
             return None
         beta = self.options.xfetch_beta if xfetch else 0.0
-        verdict = judge(envelope, _wall(), *versions, beta, 1.0 - random.random())
+        verdict = judge(envelope, _wall(), *versions, beta, 1.0 - rng.random())
         if verdict is Verdict.INVALID:
             self._counters.stale_rejected += 1
             self._counters.l2_misses += 1

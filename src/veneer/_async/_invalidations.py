@@ -3,7 +3,6 @@ Redis cannot take them. An invalidation is never dropped silently."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import msgspec
 from redis.exceptions import OutOfMemoryError, ResponseError
 
 from .._keys import KeyLayout
+from .._random import rng
 from .._refusals import PUBLISH
 from .._stats import Counters
 from ._concurrency import call_later
@@ -112,7 +112,7 @@ class AsyncInvalidations:
     async def _send(self, op: Op, l1_value: Any) -> str:
         kind, name = op
         version = 0
-        watch = kind == "k" and self._monitor_every and random.randrange(self._monitor_every) == 0
+        watch = kind == "k" and self._monitor_every and rng.randrange(self._monitor_every) == 0
         try:
             if kind == "k":
                 value_key = self._layout.value(name).encode()

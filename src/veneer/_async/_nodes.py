@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis_client
+
+from .._random import rng
 
 __all__ = [
     "close_node_clients",
@@ -52,7 +53,7 @@ async def subscriber_client(client: Any, node: Any = None) -> Any:
     """A plain client to ``node`` (the owner of a sharded channel's slot), or to any
     primary: classic PUBLISH reaches subscribers on every node."""
     await client.initialize()  # the asyncio cluster client learns its nodes lazily
-    return _plain_client(node or random.choice(client.get_primaries()))
+    return _plain_client(node or rng.choice(client.get_primaries()))
 
 
 async def close_subscriber(client: Any) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +52,7 @@ from .._breaker import CircuitBreaker
 from .._codec import is_lease_mark
 from .._errors import ConfigurationError, RedisUnavailable, describe_redis_failure
 from .._fork import park
+from .._random import rng
 from .._refusals import SCRIPTS, WRITES, Refusals, StillRefused, classify
 from .._url import client_kwargs, parse_target, scrub, tls_kwargs, validate_url
 from ._concurrency import (
@@ -91,7 +91,7 @@ REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 def new_token() -> bytes:
     """A lease token: random, so a fill can tell its lease from a newer holder's."""
-    return b"%016x" % random.getrandbits(64)
+    return b"%016x" % rng.getrandbits(64)
 
 
 class CircuitOpen(RedisConnectionError):

@@ -11,12 +11,12 @@ entries again.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .._fork import park
+from .._random import rng
 from ._concurrency import Background, sleep, spawn
 
 __all__ = ["BroadcastSubscriber"]
@@ -82,7 +82,7 @@ class BroadcastSubscriber:
             if self.live:
                 backoff = _FIRST_BACKOFF
             self._mark_lost()
-            sleep(backoff * (0.5 + random.random()))
+            sleep(backoff * (0.5 + rng.random()))
             backoff = min(backoff * 2, _LAST_BACKOFF)
             worker = self._worker
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +42,7 @@ from .._l1 import L1Store
 from .._observe import check_observer
 from .._options import CacheOptions, Ttl
 from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
+from .._random import rng
 from .._refusals import WRITES, Refusals, classify
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
@@ -221,7 +221,7 @@ class Cache:
             errors=REDIS_ERRORS,
             on_error=self._redis_failed,
         )
-        self._sender = f"{random.getrandbits(64):016x}"
+        self._sender = f"{rng.getrandbits(64):016x}"
         self._invalidations = Invalidations(
             self._l2,
             self._layout,
@@ -682,7 +682,7 @@ class Cache:
         attempt = 0
         if held:
             self._counters.lease_waits += 1
-            sleep(lease_backoff(attempt, random.random()))
+            sleep(lease_backoff(attempt, rng.random()))
             attempt += 1
         while True:
             try:
@@ -717,7 +717,7 @@ class Cache:
             if _monotonic() >= deadline:
                 self._counters.lease_wait_timeouts += 1
                 return "none", None
-            sleep(lease_backoff(attempt, random.random()))
+            sleep(lease_backoff(attempt, rng.random()))
             attempt += 1
 
     def _claim_refresh(
@@ -851,7 +851,7 @@ class Cache:
         if versions is None:
             return None
         beta = self.options.xfetch_beta if xfetch else 0.0
-        verdict = judge(envelope, _wall(), *versions, beta, 1.0 - random.random())
+        verdict = judge(envelope, _wall(), *versions, beta, 1.0 - rng.random())
         if verdict is Verdict.INVALID:
             self._counters.stale_rejected += 1
             self._counters.l2_misses += 1

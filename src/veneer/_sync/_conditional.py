@@ -16,7 +16,6 @@ entry (a number, a few bytes).
 
 from __future__ import annotations
 
-import random
 import struct
 import time
 import weakref
@@ -26,6 +25,7 @@ from .._codec import HEADER_SIZE
 from .._errors import RedisUnavailable, VeneerError
 from .._keys import check_key, check_tags
 from .._policy import lease_backoff, plan_fill
+from .._random import rng
 from .._txn import open_marks as _open_marks
 from ._concurrency import sleep
 from ._redis_io import REDIS_ERRORS
@@ -254,5 +254,5 @@ def incr(cache: Cache, key: str, delta: int, /) -> int:
                 f"incr of key {key!r} lost to concurrent writes for {_INCR_SECONDS:.0f} s; "
                 "a hot counter belongs in veneer.counters"
             )
-        sleep(lease_backoff(min(attempt, 4), random.random()))
+        sleep(lease_backoff(min(attempt, 4), rng.random()))
         attempt += 1

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
+
+from .._random import rng
 
 __all__ = [
     "close_node_clients",
@@ -40,7 +41,7 @@ def close_node_clients(cache: dict[str, Any]) -> None:
 def subscriber_client(client: Any, node: Any = None) -> Any:
     """A plain client to ``node`` (the owner of a sharded channel's slot), or to any
     primary: classic PUBLISH reaches subscribers on every node."""
-    return client.get_redis_connection(node or random.choice(client.get_primaries()))
+    return client.get_redis_connection(node or rng.choice(client.get_primaries()))
 
 
 def close_subscriber(client: Any) -> None:

@@ -14,12 +14,12 @@ each.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Final
 
 from .._keys import KeyLayout
+from .._random import rng
 from ._concurrency import Flight, LeaderGone
 from ._redis_io import L2
 
@@ -30,7 +30,7 @@ _monotonic = time.monotonic
 
 
 def new_version() -> int:
-    return random.getrandbits(63) | 1
+    return rng.getrandbits(63) | 1
 
 
 class StampBook:

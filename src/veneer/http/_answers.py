@@ -3,8 +3,7 @@ own conditional requests, reuse headers and byte ranges. No I/O (see ``_policy``
 
 from __future__ import annotations
 
-import random
-
+from .._random import rng
 from ._fields import byte_range, http_date, matches_any, parse_etag, parse_etag_list
 from ._policy import (
     NOT_MODIFIED_FIELDS,
@@ -153,4 +152,4 @@ def tags_of(headers: Headers, policy: Policy) -> list[str]:
 
 
 def new_epoch() -> str:
-    return f"{random.getrandbits(48):012x}"
+    return f"{rng.getrandbits(48):012x}"

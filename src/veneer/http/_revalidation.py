@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Final
 
 from .._policy import lease_backoff
+from .._random import rng
 from ._answers import merge_304, validators
 from ._asgi import Receive, Scope, Send, with_headers, without
 from ._loads import BUSY, Fill, Loads
@@ -197,7 +197,7 @@ class Revalidator:
         deadline = time.monotonic() + loads.cache.options.lease_wait_seconds
         attempt = 0
         while time.monotonic() < deadline:
-            await asyncio.sleep(lease_backoff(attempt, random.random()))
+            await asyncio.sleep(lease_backoff(attempt, rng.random()))
             attempt += 1
             found = await loads.store.entry(key)
             if found is not None and found.response_time != entry.response_time:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import re
 import string
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .._keys import validate_namespace
+from .._random import rng
 from ._caches import CachesByNamespace, CacheSource
 from ._worker import ThreadedWorker
 
@@ -379,7 +379,7 @@ class PgInvalidationListener(ThreadedWorker):
             finally:
                 self._listening.clear()
                 self.backend_pid = None
-            if self._stop.wait(backoff * random.uniform(0.8, 1.2)):
+            if self._stop.wait(backoff * rng.uniform(0.8, 1.2)):
                 break
             backoff = min(backoff * 2, self.max_backoff)
 

@@ -11,7 +11,6 @@ shell only talks to Redis through the cache's component door
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from ..._async._access import AsyncRedisAccess
 from ..._async._cache import AsyncCache
 from ..._async._concurrency import Background, sleep, spawn
 from ..._errors import RedisDown
+from ..._random import rng
 from .._decision import Decision, LocalBuckets, Plan, RefusalCache, by_policy, from_delays
 from .._limits import Limit, LimitsSpec, parse_limits
 from .._options import LimiterOptions, OnUnavailable, check_group, check_key
@@ -124,7 +124,7 @@ class AsyncRateLimiter:
         self._workers = options.workers or 1
         self._beats = options.workers is None and options.on_unavailable == "local"
         self._beat_key = self._access.key(options.name, "workers")
-        self._instance = f"{random.getrandbits(64):016x}"
+        self._instance = f"{rng.getrandbits(64):016x}"
         self._last_count = 0
         self._beaten = False
         # Routing keys whose node refused or failed: the background probes them, so

@@ -12,12 +12,12 @@ shell only talks to Redis through the cache's component door
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from typing import Any
 
 from ..._errors import RedisDown
+from ..._random import rng
 from ..._sync._access import RedisAccess
 from ..._sync._cache import Cache
 from ..._sync._concurrency import Background, sleep, spawn
@@ -125,7 +125,7 @@ class RateLimiter:
         self._workers = options.workers or 1
         self._beats = options.workers is None and options.on_unavailable == "local"
         self._beat_key = self._access.key(options.name, "workers")
-        self._instance = f"{random.getrandbits(64):016x}"
+        self._instance = f"{rng.getrandbits(64):016x}"
         self._last_count = 0
         self._beaten = False
         # Routing keys whose node refused or failed: the background probes them, so
