@@ -15,19 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FIXTURE = Path(__file__).parent / "fixtures" / "demo-report.json"
+from veneer.demo._schema import METRICS, STACK_LABELS
 
-METRICS = [
-    {"key": "errors", "label": "caller errors", "unit": "count"},
-    {"key": "p50_ms", "label": "p50", "unit": "ms"},
-    {"key": "p99_ms", "label": "p99", "unit": "ms"},
-    {"key": "db_qps", "label": "database queries/s", "unit": "per_s"},
-    {"key": "logged_out", "label": "users logged out", "unit": "count"},
-    {"key": "counts_lost", "label": "counter increments lost", "unit": "count"},
-    {"key": "stale_reads", "label": "stale reads after commit", "unit": "count"},
-    {"key": "wrong_flags", "label": "wrong flag answers", "unit": "count"},
-    {"key": "net_bytes", "label": "bytes over the network", "unit": "bytes"},
-]
+FIXTURE = Path(__file__).parent / "fixtures" / "demo-report.json"
 
 # name, title, seconds, story
 PHASES = [
@@ -126,8 +116,7 @@ def full_report() -> dict[str, Any]:
                     "redis": "7.0.15"},
         "setup": {"redis": "two private redis-server (embedded)", "db": "temporary SQLite"},
         "stacks": ["naive", "veneer"],
-        "stack_labels": {"naive": "naive (Redis holds everything)",
-                         "veneer": "veneer (database is the truth)"},
+        "stack_labels": dict(STACK_LABELS),
         "metrics": copy.deepcopy(METRICS), "phases": phases,
         "totals": {s: _totals(phases, s) for s in ("naive", "veneer")},
         "timeline": {"interval_s": 0.5, "naive": _samples("naive", 0.5),

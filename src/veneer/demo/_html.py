@@ -18,19 +18,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from ._schema import METRICS
+
 __all__ = ["render_html"]
 
-DEFAULT_METRICS: list[dict[str, str]] = [
-    {"key": "errors", "label": "caller errors", "unit": "count"},
-    {"key": "p50_ms", "label": "p50", "unit": "ms"},
-    {"key": "p99_ms", "label": "p99", "unit": "ms"},
-    {"key": "db_qps", "label": "database queries/s", "unit": "per_s"},
-    {"key": "logged_out", "label": "users logged out", "unit": "count"},
-    {"key": "counts_lost", "label": "counter increments lost", "unit": "count"},
-    {"key": "stale_reads", "label": "stale reads after commit", "unit": "count"},
-    {"key": "wrong_flags", "label": "wrong flag answers", "unit": "count"},
-    {"key": "net_bytes", "label": "bytes over the network", "unit": "bytes"},
-]
 # A side is "hurt" in a cell when its figure is at least twice the other's and
 # worse by at least this much: a 0.3 ms against 0.1 ms p50 is not an incident.
 HURT_FLOOR = {"count": 1.0, "ms": 1.0, "per_s": 1.0, "bytes": 64 * 1024.0}
@@ -110,7 +101,7 @@ def _stacks(report: dict[str, Any]) -> list[str]:
 
 def _metrics(report: dict[str, Any]) -> list[dict[str, str]]:
     given = [m for m in _list(report.get("metrics")) if isinstance(m, dict) and "key" in m]
-    chosen = given or DEFAULT_METRICS
+    chosen = given or METRICS
     return [
         {"key": str(m["key"]), "label": str(m.get("label", m["key"])), "unit": str(m.get("unit"))}
         for m in chosen

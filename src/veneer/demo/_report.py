@@ -3,30 +3,17 @@ side-by-side table for the terminal."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ._naive import NAIVE_SOCKET_TIMEOUT
+from ._schema import METRICS, STACK_LABELS
 
 __all__ = ["METRICS", "build_report", "render_table"]
 
-METRICS = [
-    {"key": "errors", "label": "caller errors", "unit": "count"},
-    {"key": "p50_ms", "label": "p50", "unit": "ms"},
-    {"key": "p99_ms", "label": "p99", "unit": "ms"},
-    {"key": "db_qps", "label": "database queries/s", "unit": "per_s"},
-    {"key": "logged_out", "label": "users logged out", "unit": "count"},
-    {"key": "counts_lost", "label": "counter increments lost", "unit": "count"},
-    {"key": "stale_reads", "label": "stale reads after commit", "unit": "count"},
-    {"key": "wrong_flags", "label": "wrong flag answers", "unit": "count"},
-    {"key": "net_bytes", "label": "bytes over the network", "unit": "bytes"},
-]
-STACK_LABELS = {
-    "naive": "naive (Redis holds everything)",
-    "veneer": "veneer (database is the truth)",
-}
 _EXTRA = (
     "product_loads",
     "products_read",
@@ -207,7 +194,7 @@ def build_report(
         "setup": setup,
         "stacks": list(stacks),
         "stack_labels": dict(STACK_LABELS),
-        "metrics": METRICS,
+        "metrics": copy.deepcopy(METRICS),
         "phases": phases,
         "totals": totals_raw,
         "timeline": {
