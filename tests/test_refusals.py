@@ -283,6 +283,24 @@ def read_everything_two_sync(caches: list[Cache], loads: Counter[str]) -> list[B
     return errors
 
 
+async def read_everything_two_async(caches: list[AsyncCache], loads: Counter[str]) -> None:
+    """THREADS tasks spread over ``caches`` (two processes' worth), as the sync helper."""
+
+    async def loader(key: str) -> str:
+        loads[key] += 1
+        await asyncio.sleep(0.005)
+        return f"v:{key}"
+
+    async def run(seed: int) -> None:
+        cache = caches[seed % len(caches)]
+        keys = (WARM + NEW) * ROUNDS
+        random.Random(seed).shuffle(keys)
+        for key in keys:
+            assert await cache.get_or_load(key, lambda key=key: loader(key)) == f"v:{key}"
+
+    await asyncio.wait_for(asyncio.gather(*(run(seed) for seed in range(THREADS))), 60)
+
+
 def test_without_scripts_leases_still_bound_loads_and_hits_are_served(
     server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -397,23 +415,11 @@ async def test_without_scripts_on_a_cluster_async(
     caches = [AsyncCache.from_url(url, namespace="acl", ttl=300, **UP, l1_ttl=60) for _ in range(2)]
     loads: Counter[str] = Counter()
 
-    async def loader(key: str) -> str:
-        loads[key] += 1
-        await asyncio.sleep(0.005)
-        return f"v:{key}"
-
-    async def run(seed: int) -> None:
-        cache = caches[seed % 2]
-        keys = (WARM + NEW) * ROUNDS
-        random.Random(seed).shuffle(keys)
-        for key in keys:
-            assert await cache.get_or_load(key, lambda key=key: loader(key)) == f"v:{key}"
-
     try:
         for cache in caches:
             assert await cache.ready()
             assert len(await cache.check()) == 1
-        await asyncio.wait_for(asyncio.gather(*(run(seed) for seed in range(THREADS))), 60)
+        await read_everything_two_async(caches, loads)
         assert dict(loads) == dict.fromkeys(WARM + NEW, 1)
         for cache in caches:
             stats = cache.stats()
@@ -433,23 +439,11 @@ async def test_without_scripts_async(server: RedisServer, caplog: pytest.LogCapt
     ]
     loads: Counter[str] = Counter()
 
-    async def loader(key: str) -> str:
-        loads[key] += 1
-        await asyncio.sleep(0.005)
-        return f"v:{key}"
-
-    async def run(seed: int) -> None:
-        cache = caches[seed % 2]
-        keys = (WARM + NEW) * ROUNDS
-        random.Random(seed).shuffle(keys)
-        for key in keys:
-            assert await cache.get_or_load(key, lambda key=key: loader(key)) == f"v:{key}"
-
     try:
         for cache in caches:
             assert await cache.ready()
         reasons = [await cache.check() for cache in caches]
-        await asyncio.wait_for(asyncio.gather(*(run(seed) for seed in range(THREADS))), 60)
+        await read_everything_two_async(caches, loads)
         assert not any(loads[key] for key in WARM), loads
         assert {key: loads[key] for key in NEW} == dict.fromkeys(NEW, 1)
         for cache in caches:
