@@ -26,6 +26,7 @@ from .._keys import check_key, check_tags
 from .._policy import lease_backoff, plan_fill
 from .._random import rng
 from .._txn import open_marks as _open_marks
+from . import _entries
 from ._concurrency import sleep
 from ._redis_io import REDIS_ERRORS
 
@@ -133,7 +134,7 @@ async def add(cache: AsyncCache, key: str, value: Any, ttl: float | None, tags: 
     check_key(key)
     ttl_s = cache.options.resolve_ttl(ttl)
     tag_list = check_tags(tags)
-    payload = cache._prepare(key, value, strict=True)
+    payload = _entries.prepare(cache, key, value, strict=True)
     assert payload is not None  # strict: raises instead
     cache._start()
     value_key, lease_key = cache._guarded_keys(key)
@@ -145,8 +146,8 @@ async def add(cache: AsyncCache, key: str, value: Any, ttl: float | None, tags: 
             versions = await cache._stamps.versions(tag_list)
             if versions is None:
                 return False
-            encoded = cache._encode(
-                key, value, ttl_s, tag_list, versions, 0.0, strict=True, payload=payload
+            encoded = _entries.encode(
+                cache, key, value, ttl_s, tag_list, versions, 0.0, strict=True, payload=payload
             )
             assert encoded is not None
             data, px, _fresh = encoded
@@ -223,7 +224,7 @@ async def incr(cache: AsyncCache, key: str, delta: int, /) -> int:
             shown = "None" if envelope.negative else current.__class__.__name__
             raise TypeError(f"key {key!r} holds a {shown}, not an int: it cannot be incremented")
         new = current + delta
-        payload = cache._prepare(key, new, strict=True)
+        payload = _entries.prepare(cache, key, new, strict=True)
         assert payload is not None
         data = cache._envelopes.seal(
             payload,

@@ -19,6 +19,7 @@ from .._refusals import WRITES
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import conform
+from . import _entries
 from ._concurrency import ManyLoader
 from ._redis_io import REDIS_ERRORS, new_token
 
@@ -121,7 +122,7 @@ def _load_many(
             # values so the next batch does not load them again (as a single miss does).
             for key, value in values.items():
                 if key not in fillable:
-                    cache._keep_in_l1(key, value, ttl_s, tag_list, versions, seconds, seq)
+                    _entries.keep_in_l1(cache, key, value, ttl_s, tag_list, versions, seconds, seq)
     found.update(values)
 
 
@@ -224,7 +225,9 @@ def _lookup_l2(
         if decoded is not None and decoded[2] == epoch and decoded[1] > now:
             found[key] = decoded[0]
             if remember:
-                cache._remember(key, decoded[0], decoded[1] - now, len(raw or b""), (), seq)
+                _entries.remember(
+                    cache, key, decoded[0], decoded[1] - now, len(raw or b""), (), seq
+                )
             continue
         if raw is None or is_lease_mark(raw):  # a mark: someone is loading it
             counters.l2_misses += 1
@@ -275,7 +278,7 @@ def _fill_many(
         token = tokens.get(key)
         encoded = None
         if value is not None or cache.options.cache_none:
-            encoded = cache._encode(key, value, ttl, tags, versions, seconds, strict=False)
+            encoded = _entries.encode(cache, key, value, ttl, tags, versions, seconds, strict=False)
         if encoded is None:
             if token is not None:
                 cache._release(key, token)
@@ -299,11 +302,11 @@ def _fill_many(
     except REDIS_ERRORS as exc:
         if cache._redis_failed(exc) == WRITES:
             for key, (value, fresh_seconds, size) in written.items():
-                cache._remember(key, value, fresh_seconds, size, tags, seq)
+                _entries.remember(cache, key, value, fresh_seconds, size, tags, seq)
         return
     for key, ok in zip(plain_keys + leased_keys, landed, strict=True):
         if ok:
             value, fresh_seconds, size = written[key]
-            cache._remember(key, value, fresh_seconds, size, tags, seq)
+            _entries.remember(cache, key, value, fresh_seconds, size, tags, seq)
         else:
             cache._counters.fills_refused += 1

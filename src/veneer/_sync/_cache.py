@@ -22,10 +22,8 @@ from .._breaker import CircuitBreaker
 from .._codec import (
     HEADER_SIZE,
     CorruptEntry,
-    EntryTooLarge,
     Envelope,
     EnvelopeCodec,
-    Payload,
     codec_from_option,
     is_lease_mark,
     lease_mark,
@@ -34,21 +32,19 @@ from .._errors import (
     ConfigurationError,
     SourceOverloaded,
     SourceTimeout,
-    UnencodableValue,
-    ValueTooLarge,
 )
 from .._keys import KeyLayout, check_key, check_tag, check_tags
 from .._l1 import L1Store
 from .._observe import check_observer
 from .._options import CacheOptions, Ttl
-from .._policy import Verdict, judge, lease_backoff, plan_fill, stamp_expiry_seconds
+from .._policy import Verdict, judge, lease_backoff, stamp_expiry_seconds
 from .._random import rng
 from .._refusals import WRITES, Refusals, classify
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches, _capabilities, _channel, _conditional, _observed, _refresh
+from . import _batches, _capabilities, _channel, _conditional, _entries, _observed, _refresh
 from ._access import RedisAccess
 from ._broadcast import BroadcastSubscriber
 from ._cluster_io import ClusterL2
@@ -864,7 +860,8 @@ class Cache:
             return
         self._counters.l2_hits += 1
         if self._l1_live:
-            self._remember(
+            _entries.remember(
+                self,
                 key,
                 envelope.value,
                 envelope.fresh_until - _wall(),
@@ -953,7 +950,7 @@ class Cache:
         ttl_s = self.options.resolve_ttl(ttl)
         tag_list = check_tags(tags)
         # Every check that can refuse the value runs before anything changes.
-        payload = self._prepare(key, value, strict=True)
+        payload = _entries.prepare(self, key, value, strict=True)
         site = sys._getframe(1).f_code
         if self._drift.watching(site):
             self._drift.check(site, key, value, self.options.namespace)
@@ -964,8 +961,8 @@ class Cache:
         if versions is None:
             self._invalidations.queue(("k", key))
             return
-        encoded = self._encode(
-            key, value, ttl_s, tag_list, versions, 0.0, strict=True, payload=payload
+        encoded = _entries.encode(
+            self, key, value, ttl_s, tag_list, versions, 0.0, strict=True, payload=payload
         )
         assert encoded is not None  # strict: raises instead
         data, px, _fresh = encoded
@@ -1021,7 +1018,7 @@ class Cache:
         strict: bool,
     ) -> bool:
         """Write a loaded value; with a token, only while that token is still the lease."""
-        encoded = self._encode(key, value, ttl, tags, versions, seconds, strict=strict)
+        encoded = _entries.encode(self, key, value, ttl, tags, versions, seconds, strict=strict)
         if encoded is None:
             if token is not None:
                 self._release(key, token)
@@ -1031,7 +1028,7 @@ class Cache:
         refusals = self._refusals
         if token is None and refusals.writes_until and not refusals.allows(WRITES):
             # Redis refuses writes (out of memory): keep it in process, try again later.
-            self._remember(key, value, fresh_seconds, len(data), tags, seq)
+            _entries.remember(self, key, value, fresh_seconds, len(data), tags, seq)
             return False
         try:
             if token is None:
@@ -1046,121 +1043,13 @@ class Cache:
             if self._redis_failed(exc) == WRITES:
                 # Loaded and judged like any fill (an invalidation since bumped seq, and
                 # one heard later discards it): L1 holds it so reads do not load again.
-                self._remember(key, value, fresh_seconds, len(data), tags, seq)
+                _entries.remember(self, key, value, fresh_seconds, len(data), tags, seq)
             return False
         if refusals.writes_until:
             refusals.accepted(WRITES)
-        self._remember(key, value, fresh_seconds, len(data), tags, seq)
+        _entries.remember(self, key, value, fresh_seconds, len(data), tags, seq)
         self._record_fill(key)
         return True
-
-    def _prepare(self, key: str, value: Any, *, strict: bool) -> Payload | None:
-        """The codec's work on ``value``. Whatever it raises (TypeError, OverflowError for
-        an int msgpack cannot hold, RecursionError for deep nesting, a custom codec's own
-        error), a fill does not cache the value and returns it (None here); an explicit
-        ``set`` (strict) raises UnencodableValue or ValueTooLarge."""
-        try:
-            return self._envelopes.prepare(value)
-        except EntryTooLarge as exc:
-            self._too_large(key, exc.size, strict)
-            return None
-        except Exception as exc:
-            if strict:
-                raise UnencodableValue(
-                    f"value for key {key!r} cannot be encoded with codec "
-                    f"{self._envelopes.codec.name!r}: {exc.__class__.__name__}: {exc}"
-                ) from None
-            self._counters.not_cached_unencodable += 1
-            self._warn(f"value for key {key!r} not cached: codec cannot encode it ({exc!r})")
-            return None
-
-    def _too_large(self, key: str, size: int, strict: bool) -> None:
-        limit = self.options.max_value_bytes
-        if strict:
-            raise ValueTooLarge(key, size, limit)
-        self._counters.not_cached_too_large += 1
-        self._warn(
-            f"value for key {key!r} not cached: {size} bytes encoded, above max_value_bytes={limit}"
-        )
-
-    def _encode(
-        self,
-        key: str,
-        value: Any,
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        versions: Versions,
-        seconds: float,
-        *,
-        strict: bool,
-        payload: Payload | None = None,
-    ) -> tuple[bytes, int, float] | None:
-        opts = self.options
-        ttl_s = opts.ttl_for(ttl, value)
-        if ttl_s is None:
-            return None  # the TTL function chose not to store this value
-        epoch, tag_versions = versions
-        plan = plan_fill(
-            now=_wall(),
-            ttl=ttl_s,
-            jitter=opts.jitter,
-            negative=value is None,
-            negative_ttl=opts.negative_ttl,
-            stale_ttl=opts.stale_ttl,
-        )
-        if payload is None:
-            payload = self._prepare(key, value, strict=strict)
-            if payload is None:
-                return None
-        try:
-            data = self._envelopes.seal(
-                payload,
-                fresh_until=plan.fresh_until,
-                load_seconds=seconds,
-                ns_epoch=epoch,
-                tags=[(tag, tag_versions[tag]) for tag in tags],
-            )
-        except EntryTooLarge as exc:
-            self._too_large(key, exc.size, strict)
-            return None
-        return data, plan.px, plan.fresh_seconds
-
-    def _keep_in_l1(
-        self,
-        key: str,
-        value: Any,
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        versions: Versions,
-        seconds: float,
-        seq: int,
-    ) -> None:
-        """A loaded value that Redis would not take (it refuses writes): into L1 only."""
-        if value is None and not self.options.cache_none:
-            return
-        encoded = self._encode(key, value, ttl, tags, versions, seconds, strict=False)
-        if encoded is not None:
-            data, _px, fresh_seconds = encoded
-            self._remember(key, value, fresh_seconds, len(data), tags, seq)
-
-    def _remember(
-        self, key: str, value: Any, fresh_seconds: float, size: int, tags: tuple[str, ...], seq: int
-    ) -> None:
-        if self._l1_live and seq == self._inv_seq and fresh_seconds > 0:
-            now = _wall()
-            self._l1.put(
-                key,
-                value,
-                expires=_monotonic() + min(self.options.l1_ttl, fresh_seconds),
-                # Without a broadcast nothing vouches for the copy after this read, so
-                # as an outage fallback it counts as stale from now (max_stale from here).
-                fresh_until=now + fresh_seconds if self._subscriber is not None else now,
-                size=size,
-                tags=tags,
-                # Checked again under L1's lock: an invalidation between the check
-                # above and the put must not let the older value in.
-                unless=lambda: seq != self._inv_seq or not self._l1_live,
-            )
 
     def _release(self, key: str, token: bytes) -> None:
         try:
