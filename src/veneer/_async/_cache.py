@@ -43,7 +43,16 @@ from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches, _capabilities, _channel, _conditional, _entries, _observed, _refresh
+from . import (
+    _batches,
+    _capabilities,
+    _channel,
+    _conditional,
+    _entries,
+    _observed,
+    _refresh,
+    _revalidation,
+)
 from ._access import AsyncRedisAccess
 from ._broadcast import AsyncBroadcastSubscriber
 from ._cluster_io import AsyncClusterL2
@@ -88,7 +97,6 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 _UNAVAILABLE: Any = object()
-_FAILED: Any = object()
 _CORRUPT: Any = object()
 _LEASED: Any = object()  # a miss, and this caller's lease-get took the lease
 _HELD: Any = object()  # a miss, and another caller holds the lease
@@ -465,7 +473,7 @@ class AsyncCache:
             # Waiters already have the stale value; the refresh runs in the background
             # (asyncio) or here, for this caller only (threads).
             outcome = self._refreshes.run(refresh)
-            return value if outcome is SCHEDULED or outcome is _FAILED else outcome
+            return value if outcome is SCHEDULED or outcome is _revalidation.FAILED else outcome
 
     async def _past_patience(self, key: str, loader: Callable[[], Any], waited: float) -> Any:
         """A caller waited ``lease_wait`` for another caller's load of ``key`` here (as long
@@ -522,7 +530,7 @@ class AsyncCache:
                 if stale is not _NONE:
                     if envelope is _HELD:
                         return stale, None  # another caller is refilling it
-                    return stale, self._refresh_with(key, loader, ttl, tags, seq, token)
+                    return stale, _revalidation.held(self, key, loader, ttl, tags, seq, token)
             if envelope is _LEASED:
                 return await self._load_and_fill(
                     key, loader, ttl, tags, type, seq, token=token
@@ -538,8 +546,8 @@ class AsyncCache:
                 return envelope.value, None
             if verdict.wants_refresh:
                 self._take(key, envelope, verdict, seq)
-                return envelope.value, await self._claim_refresh(
-                    key, loader, ttl, tags, seq, envelope.raw[:HEADER_SIZE]
+                return envelope.value, await _revalidation.claim(
+                    self, key, loader, ttl, tags, seq, envelope.raw[:HEADER_SIZE]
                 )
             force_lease = True  # an invalidated entry sits there: lease past it
         elif self._warming():
@@ -549,7 +557,7 @@ class AsyncCache:
             # (a queue replayed at the restart) may have missed it.
             stale = self._l1_stale(key)
             if stale is not _NONE:
-                return stale, await self._claim_refresh(key, loader, ttl, tags, seq, b"")
+                return stale, await _revalidation.claim(self, key, loader, ttl, tags, seq, b"")
         return await self._load_and_fill(key, loader, ttl, tags, type, seq, force=force_lease), None
 
     async def _without_redis(self, key: str, loader: Callable[[], Any], ttl: Ttl, seq: int) -> Any:
@@ -718,77 +726,6 @@ class AsyncCache:
                 return "none", None
             await sleep(lease_backoff(attempt, rng.random()))
             attempt += 1
-
-    async def _claim_refresh(
-        self,
-        key: str,
-        loader: Callable[[], Any],
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        seq: int,
-        expected_head: bytes,
-    ) -> Callable[[], Awaitable[Any]] | None:
-        """For an entry that is stale (or due early, XFetch), or missing after a restart:
-        the refresh this caller won, or None when another caller holds the refresh lease,
-        the entry changed since it was read, or Redis failed."""
-        token = new_token()
-        if self.options.leases:
-            try:
-                claimed = await self._l2.claim_refresh(
-                    *self._guarded_keys(key), token, self._lease_px, expected_head
-                )
-                if not claimed:
-                    return None
-            except REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                return None
-        return self._refresh_with(
-            key, loader, ttl, tags, seq, token if self.options.leases else None
-        )
-
-    async def _refresh(
-        self,
-        key: str,
-        loader: Callable[[], Any],
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        seq: int,
-        token: bytes | None,
-    ) -> Any:
-        """Load and fill; a failure keeps the old value (until its stale TTL runs out)."""
-        versions = await self._stamps.versions(tags)
-        try:
-            if versions is None:
-                if token is not None:
-                    await self._release(key, token)
-                raise ConnectionError("Redis unavailable for the refresh")
-            if token is None:
-                value, seconds = await self._load(loader)
-            else:
-                value, seconds = await self._load_leased(key, loader, token)  # frees it on error
-        except Exception as exc:
-            self._counters.refresh_errors += 1
-            self._warn(f"refresh of {key!r} failed, the old value stays: {exc!r}")
-            return _FAILED
-        await self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
-        return value
-
-    def _refresh_with(
-        self,
-        key: str,
-        loader: Callable[[], Any],
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        seq: int,
-        token: bytes | None,
-    ) -> Callable[[], Awaitable[Any]]:
-        """The refresh of a key whose lease this caller already holds."""
-        self._counters.refreshes += 1
-
-        async def refresh() -> Any:
-            return await self._refresh(key, loader, ttl, tags, seq, token)
-
-        return refresh
 
     async def _read(self, key: str, type: Any) -> Any:
         """One GET: an :class:`Envelope`, ``None`` on a miss, ``_CORRUPT`` for bytes that

@@ -44,7 +44,16 @@ from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import TypeDrift, loader_site
-from . import _batches, _capabilities, _channel, _conditional, _entries, _observed, _refresh
+from . import (
+    _batches,
+    _capabilities,
+    _channel,
+    _conditional,
+    _entries,
+    _observed,
+    _refresh,
+    _revalidation,
+)
 from ._access import RedisAccess
 from ._broadcast import BroadcastSubscriber
 from ._cluster_io import ClusterL2
@@ -89,7 +98,6 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 _UNAVAILABLE: Any = object()
-_FAILED: Any = object()
 _CORRUPT: Any = object()
 _LEASED: Any = object()  # a miss, and this caller's lease-get took the lease
 _HELD: Any = object()  # a miss, and another caller holds the lease
@@ -466,7 +474,7 @@ class Cache:
             # Waiters already have the stale value; the refresh runs in the background
             # (asyncio) or here, for this caller only (threads).
             outcome = self._refreshes.run(refresh)
-            return value if outcome is SCHEDULED or outcome is _FAILED else outcome
+            return value if outcome is SCHEDULED or outcome is _revalidation.FAILED else outcome
 
     def _past_patience(self, key: str, loader: Callable[[], Any], waited: float) -> Any:
         """A caller waited ``lease_wait`` for another caller's load of ``key`` here (as long
@@ -523,7 +531,7 @@ class Cache:
                 if stale is not _NONE:
                     if envelope is _HELD:
                         return stale, None  # another caller is refilling it
-                    return stale, self._refresh_with(key, loader, ttl, tags, seq, token)
+                    return stale, _revalidation.held(self, key, loader, ttl, tags, seq, token)
             if envelope is _LEASED:
                 return self._load_and_fill(key, loader, ttl, tags, type, seq, token=token), None
             return self._load_and_fill(key, loader, ttl, tags, type, seq, held=True), None
@@ -537,8 +545,8 @@ class Cache:
                 return envelope.value, None
             if verdict.wants_refresh:
                 self._take(key, envelope, verdict, seq)
-                return envelope.value, self._claim_refresh(
-                    key, loader, ttl, tags, seq, envelope.raw[:HEADER_SIZE]
+                return envelope.value, _revalidation.claim(
+                    self, key, loader, ttl, tags, seq, envelope.raw[:HEADER_SIZE]
                 )
             force_lease = True  # an invalidated entry sits there: lease past it
         elif self._warming():
@@ -548,7 +556,7 @@ class Cache:
             # (a queue replayed at the restart) may have missed it.
             stale = self._l1_stale(key)
             if stale is not _NONE:
-                return stale, self._claim_refresh(key, loader, ttl, tags, seq, b"")
+                return stale, _revalidation.claim(self, key, loader, ttl, tags, seq, b"")
         return self._load_and_fill(key, loader, ttl, tags, type, seq, force=force_lease), None
 
     def _without_redis(self, key: str, loader: Callable[[], Any], ttl: Ttl, seq: int) -> Any:
@@ -715,77 +723,6 @@ class Cache:
                 return "none", None
             sleep(lease_backoff(attempt, rng.random()))
             attempt += 1
-
-    def _claim_refresh(
-        self,
-        key: str,
-        loader: Callable[[], Any],
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        seq: int,
-        expected_head: bytes,
-    ) -> Callable[[], Any] | None:
-        """For an entry that is stale (or due early, XFetch), or missing after a restart:
-        the refresh this caller won, or None when another caller holds the refresh lease,
-        the entry changed since it was read, or Redis failed."""
-        token = new_token()
-        if self.options.leases:
-            try:
-                claimed = self._l2.claim_refresh(
-                    *self._guarded_keys(key), token, self._lease_px, expected_head
-                )
-                if not claimed:
-                    return None
-            except REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                return None
-        return self._refresh_with(
-            key, loader, ttl, tags, seq, token if self.options.leases else None
-        )
-
-    def _refresh(
-        self,
-        key: str,
-        loader: Callable[[], Any],
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        seq: int,
-        token: bytes | None,
-    ) -> Any:
-        """Load and fill; a failure keeps the old value (until its stale TTL runs out)."""
-        versions = self._stamps.versions(tags)
-        try:
-            if versions is None:
-                if token is not None:
-                    self._release(key, token)
-                raise ConnectionError("Redis unavailable for the refresh")
-            if token is None:
-                value, seconds = self._load(loader)
-            else:
-                value, seconds = self._load_leased(key, loader, token)  # frees it on error
-        except Exception as exc:
-            self._counters.refresh_errors += 1
-            self._warn(f"refresh of {key!r} failed, the old value stays: {exc!r}")
-            return _FAILED
-        self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
-        return value
-
-    def _refresh_with(
-        self,
-        key: str,
-        loader: Callable[[], Any],
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        seq: int,
-        token: bytes | None,
-    ) -> Callable[[], Any]:
-        """The refresh of a key whose lease this caller already holds."""
-        self._counters.refreshes += 1
-
-        def refresh() -> Any:
-            return self._refresh(key, loader, ttl, tags, seq, token)
-
-        return refresh
 
     def _read(self, key: str, type: Any) -> Any:
         """One GET: an :class:`Envelope`, ``None`` on a miss, ``_CORRUPT`` for bytes that
