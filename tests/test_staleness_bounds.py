@@ -63,13 +63,14 @@ def test_clock_skew_cannot_extend_an_entry_past_its_redis_ttl(
 ) -> None:
     """A reader whose clock is an hour behind judges entries fresh for longer, but Redis
     expires them on its own clock (PX is relative), so staleness is still bounded by TTL."""
-    import veneer._sync._cache as sync_cache
+    # Entries are judged in _reads (against its wall clock): skew that clock.
+    import veneer._sync._reads as sync_reads
 
     writer = Cache.from_url(redis_server.url, namespace=namespace, ttl=0.4, jitter=0, l1_size=0)
     reader = Cache.from_url(redis_server.url, namespace=namespace, ttl=0.4, jitter=0, l1_size=0)
     try:
         writer.get_or_load("k", lambda: "old")
-        monkeypatch.setattr(sync_cache, "_wall", lambda: time.time() - 3600)
+        monkeypatch.setattr(sync_reads, "_wall", lambda: time.time() - 3600)
         assert reader.get("k") == "old"
         began = time.monotonic()
         wait_until(lambda: reader.get_or_load("k", lambda: "new") == "new", timeout=5)

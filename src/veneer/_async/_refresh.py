@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .._keys import check_key, check_tags
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
+from . import _writes
 from ._redis_io import REDIS_ERRORS, new_token
 
 if TYPE_CHECKING:
@@ -61,15 +62,10 @@ async def refresh(
         if not got:
             return default  # another caller is loading this key right now
     cache._counters.refreshes += 1
-    if token is None:
-        value, seconds = await cache._load(loader)
-    else:
-        # The lease lives a heartbeat unless renewed: renew it while the load runs (and
-        # free the key at once if the load fails).
-        value, seconds = await cache._load_leased(key, loader, token)
+    value, seconds = await _writes.load_for_fill(cache, key, loader, token)
     if value is None and not cache.options.cache_none:
         if token is not None:
-            await cache._release(key, token)
+            await _writes.release(cache, key, token)
         return value
     # As ``set`` does: this process's copy of the old value is dropped before and after
     # the write (a read racing the write cannot put the old value back), and the other

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _writes
 from ._redis_io import REDIS_ERRORS, new_token
 
 if TYPE_CHECKING:
@@ -63,12 +64,10 @@ async def _run(
     try:
         if versions is None:
             if token is not None:
-                await cache._release(key, token)
+                await _writes.release(cache, key, token)
             raise ConnectionError("Redis unavailable for the refresh")
-        if token is None:
-            value, seconds = await cache._load(loader)
-        else:
-            value, seconds = await cache._load_leased(key, loader, token)  # frees it on error
+        # Under its lease, a failed load frees the key at once.
+        value, seconds = await _writes.load_for_fill(cache, key, loader, token)
     except Exception as exc:
         cache._counters.refresh_errors += 1
         cache._warn(f"refresh of {key!r} failed, the old value stays: {exc!r}")

@@ -19,7 +19,7 @@ from .._refusals import WRITES
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
 from .._types import conform
-from . import _entries
+from . import _entries, _reads, _writes
 from ._concurrency import ManyLoader
 from ._redis_io import REDIS_ERRORS, new_token
 
@@ -72,12 +72,12 @@ def get_or_load_many(
     except Exception:
         for key, token in fillable.items():  # free the keys for the next callers now
             if token is not None:
-                cache._release(key, token)
+                _writes.release(cache, key, token)
         raise
     except BaseException:
         for key, token in fillable.items():
             if token is not None:
-                cache._release_soon(key, token)
+                _writes.release_soon(cache, key, token)
         raise
     finally:
         for handle in held:
@@ -149,14 +149,14 @@ def _lease_many(
     for key, (raw, refreshing) in zip(keys, replies, strict=True):
         got = raw is None and not refreshing  # refreshing: a refresh holds it
         if raw is not None and not is_lease_mark(raw):  # a mark: another caller loads it
-            envelope = cache._decode(raw, type)
+            envelope = _reads.decode(cache, raw, type)
             if envelope is not None:
-                verdict = cache._judge(envelope, xfetch=False)
+                verdict = _reads.judge(cache, envelope, xfetch=False)
                 if verdict is not None and verdict.serveable:
-                    cache._take(key, envelope, verdict, seq)
+                    _reads.take(cache, key, envelope, verdict, seq)
                     found[key] = envelope.value
                     if got:
-                        cache._release(key, token)
+                        _writes.release(cache, key, token)
                     continue
         if got:
             fillable[key] = token
@@ -233,7 +233,7 @@ def _lookup_l2(
             counters.l2_misses += 1
             still.append(key)
             continue
-        envelope = cache._decode(raw, type)
+        envelope = _reads.decode(cache, raw, type)
         if envelope is not None:
             envelopes.append((key, envelope))
         else:
@@ -249,7 +249,7 @@ def _lookup_l2(
     for key, envelope in envelopes:
         verdict = judge(envelope, now, *versions)
         if verdict.serveable:
-            cache._take(key, envelope, verdict, seq)
+            _reads.take(cache, key, envelope, verdict, seq)
             found[key] = envelope.value
         else:
             counters.stale_rejected += 1
@@ -281,7 +281,7 @@ def _fill_many(
             encoded = _entries.encode(cache, key, value, ttl, tags, versions, seconds, strict=False)
         if encoded is None:
             if token is not None:
-                cache._release(key, token)
+                _writes.release(cache, key, token)
             continue
         data, px, fresh_seconds = encoded
         value_key, lease_key = cache._guarded_keys(key)

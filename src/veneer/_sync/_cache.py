@@ -15,31 +15,22 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
-from redis.exceptions import ResponseError as RefusedByRedis
-
 from .. import _fork
-from .._breaker import CircuitBreaker
 from .._codec import (
-    HEADER_SIZE,
-    CorruptEntry,
-    Envelope,
     EnvelopeCodec,
     codec_from_option,
-    is_lease_mark,
-    lease_mark,
 )
 from .._errors import (
     ConfigurationError,
     SourceOverloaded,
-    SourceTimeout,
 )
 from .._keys import KeyLayout, check_key, check_tag, check_tags
 from .._l1 import L1Store
 from .._observe import check_observer
 from .._options import CacheOptions, Ttl
-from .._policy import Verdict, judge, lease_backoff, stamp_expiry_seconds
+from .._policy import stamp_expiry_seconds
 from .._random import rng
-from .._refusals import WRITES, Refusals, classify
+from .._refusals import Refusals, classify
 from .._stats import CacheStats, Counters, LatencySample
 from .._txn import bypasses
 from .._txn import open_marks as _open_marks
@@ -49,14 +40,16 @@ from . import (
     _capabilities,
     _channel,
     _conditional,
-    _entries,
+    _connect,
+    _misses,
     _observed,
+    _reads,
     _refresh,
     _revalidation,
+    _writes,
 )
 from ._access import RedisAccess
 from ._broadcast import BroadcastSubscriber
-from ._cluster_io import ClusterL2
 from ._concurrency import (
     EXPIRED,
     SCHEDULED,
@@ -66,11 +59,9 @@ from ._concurrency import (
     Loader,
     ManyLoader,
     SourceBulkhead,
-    call_later,
     call_loader,
     current_loop,
     on_loop_end,
-    sleep,
 )
 from ._decorator import CachedFunction, cached_decorator
 from ._invalidations import Invalidations
@@ -78,14 +69,11 @@ from ._lease_keeper import LeaseKeeper
 from ._loaders import conformed, watched
 from ._redis_io import (
     L2,
-    PROBE_TRIES,
     REDIS_ERRORS,
     CircuitOpen,
     PoolExhausted,
     build_client,
     client_like,
-    is_cluster,
-    new_token,
 )
 from ._stamps import StampBook
 
@@ -95,28 +83,11 @@ log = logging.getLogger("veneer")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
-_UNAVAILABLE: Any = object()
-_CORRUPT: Any = object()
-_LEASED: Any = object()  # a miss, and this caller's lease-get took the lease
-_HELD: Any = object()  # a miss, and another caller holds the lease
-_NONE: Any = object()
 _NOT_GIVEN: Any = object()
 _monotonic = time.monotonic
-_wall = time.time
 
 Versions = tuple[int, dict[str, int]]
-
-
-def _endpoint(client: Any) -> str:
-    pool = client.connection_pool
-    if hasattr(pool, "service_name"):
-        return f"sentinel:{pool.service_name}"
-    kwargs = pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix:{kwargs['path']}"
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
 class Cache:
@@ -172,39 +143,7 @@ class Cache:
             raise ConfigurationError(str(exc)) from None
         self._drift = TypeDrift(codec.encode, codec.decode)
 
-        def breaker(name: str) -> CircuitBreaker:
-            return CircuitBreaker(
-                name,
-                failures=opts.breaker_failures,
-                slot=opts.redis_timeout,
-                cooldown=opts.breaker_cooldown,
-                # A probe that never reported (its task was cancelled) is replaced after this.
-                probe_timeout=1.0 + PROBE_TRIES * (opts.redis_timeout + opts.connect_timeout),
-            )
-
-        self._l2: L2
-        if is_cluster(client):
-            # One breaker per node: a dead shard degrades only the keys on it.
-            self._l2 = ClusterL2(
-                client,
-                breaker,
-                owns_client=owns_client,
-                read_from_replicas=opts.read_from_replicas,
-                replica_wait=opts.redis_timeout / 2,
-                max_connections=opts.max_connections,
-                pool_timeout=opts.pool_timeout,
-                sharded_pubsub=opts.sharded_pubsub,
-            )
-        else:
-            self._l2 = L2(
-                client,
-                breaker(_endpoint(client)),
-                owns_client=owns_client,
-                replica_wait=opts.redis_timeout / 2,
-                max_connections=opts.max_connections,
-                pool_timeout=opts.pool_timeout,
-                sharded_pubsub=opts.sharded_pubsub,
-            )
+        self._l2: L2 = _connect.build_l2(client, opts, owns_client=owns_client)
         # What this Redis refuses although it answers (out of memory, ACL): see _capabilities.
         self._refusals = self._l2.refusals = Refusals(warn_every=opts.error_log_interval)
         self._l2.on_refused = partial(_capabilities.refused, self)
@@ -374,16 +313,16 @@ class Cache:
             return default
         self._start()
         seq = self._inv_seq
-        envelope = self._read(key, type)
-        if envelope is _UNAVAILABLE:
-            stale = self._l1_stale(key)
-            return default if stale is _NONE else stale
-        if envelope is None or envelope is _CORRUPT:
+        envelope = _reads.read(self, key, type)
+        if envelope is _reads.UNAVAILABLE:
+            stale = _misses.l1_stale(self, key)
+            return default if stale is _misses.NONE else stale
+        if envelope is None or envelope is _reads.CORRUPT:
             return default
-        verdict = self._judge(envelope, xfetch=False)
+        verdict = _reads.judge(self, envelope, xfetch=False)
         if verdict is None or not verdict.serveable:
             return default
-        self._take(key, envelope, verdict, seq)
+        _reads.take(self, key, envelope, verdict, seq)
         return envelope.value
 
     def get_or_load(
@@ -455,10 +394,10 @@ class Cache:
                 except LeaderGone:
                     continue  # the leader was cancelled: try again, maybe as the leader
                 if value is EXPIRED:
-                    return self._past_patience(key, loader, patience)
+                    return _misses.past_patience(self, key, loader, patience)
                 return value
             try:
-                value, refresh = self._lead_or_stale(key, loader, ttl_s, tag_list, type)
+                value, refresh = _misses.lead_or_stale(self, key, loader, ttl_s, tag_list, type)
             except Exception as exc:
                 flight.fail(exc)
                 raise
@@ -476,197 +415,6 @@ class Cache:
             outcome = self._refreshes.run(refresh)
             return value if outcome is SCHEDULED or outcome is _revalidation.FAILED else outcome
 
-    def _past_patience(self, key: str, loader: Callable[[], Any], waited: float) -> Any:
-        """A caller waited ``lease_wait`` for another caller's load of ``key`` here (as long
-        as for another process's fill): a copy within max_stale, else a load of its own
-        if a bulkhead slot is free now (returned, not filled: the leader holds the lease),
-        else SourceTimeout. Never an unbounded wait behind a slow or hung loader."""
-        self._counters.lease_wait_timeouts += 1
-        stale = self._l1_stale(key)
-        if stale is not _NONE:
-            return stale
-        if not self._bulkhead.try_acquire():
-            self._counters.source_shed += 1
-            raise SourceTimeout(key, waited, self._bulkhead.limit)
-        return (self._load(loader, acquired=True))[0]
-
-    def _lead_or_stale(
-        self, key: str, loader: Callable[[], Any], ttl: Ttl, tags: tuple[str, ...], type: Any
-    ) -> tuple[Any, Callable[[], Any] | None]:
-        try:
-            return self._lead(key, loader, ttl, tags, type)
-        except SourceOverloaded:
-            # The bulkhead is full: an in-process copy within max_stale beats an error.
-            stale = self._l1_stale(key)
-            if stale is _NONE:
-                raise
-            return stale, None
-
-    def _lead(
-        self, key: str, loader: Callable[[], Any], ttl: Ttl, tags: tuple[str, ...], type: Any
-    ) -> tuple[Any, Callable[[], Any] | None]:
-        """The read of the one caller per process that goes past L1 for ``key``: the value
-        for every waiter, and the refresh this caller must run after handing it out."""
-        seq = self._inv_seq
-        refusals = self._refusals
-        if (
-            self._lease_on_read
-            and self._l2.lease_on_read
-            # Writes refused (out of memory): a plain GET, with a lease-get once a second.
-            and (not refusals.writes_until or refusals.allows(WRITES))
-        ):
-            leased = new_token()
-            envelope = self._read_or_lease(key, type, leased)
-            token: bytes | None = leased
-        else:
-            token = None
-            envelope = self._read(key, type)
-        if envelope is _UNAVAILABLE:
-            return self._without_redis(key, loader, ttl, seq), None
-        if envelope is _LEASED or envelope is _HELD:
-            if self._warming():
-                # Redis came back empty: serve the in-process copy (within max_stale)
-                # while one caller per key refills it (see below).
-                stale = self._l1_stale(key)
-                if stale is not _NONE:
-                    if envelope is _HELD:
-                        return stale, None  # another caller is refilling it
-                    return stale, _revalidation.held(self, key, loader, ttl, tags, seq, token)
-            if envelope is _LEASED:
-                return self._load_and_fill(key, loader, ttl, tags, type, seq, token=token), None
-            return self._load_and_fill(key, loader, ttl, tags, type, seq, held=True), None
-        force_lease = envelope is _CORRUPT  # unusable bytes sit there: lease past them
-        if envelope is not None and envelope is not _CORRUPT:
-            verdict = self._judge(envelope, xfetch=True)
-            if verdict is None:
-                return self._without_redis(key, loader, ttl, seq), None
-            if verdict is Verdict.FRESH:
-                self._take(key, envelope, verdict, seq)
-                return envelope.value, None
-            if verdict.wants_refresh:
-                self._take(key, envelope, verdict, seq)
-                return envelope.value, _revalidation.claim(
-                    self, key, loader, ttl, tags, seq, envelope.raw[:HEADER_SIZE]
-                )
-            force_lease = True  # an invalidated entry sits there: lease past it
-        elif self._warming():
-            # Redis came back empty: serve the in-process copy (within max_stale) while
-            # one caller per key refills it. Every copy predates the restart, so none
-            # is trusted: invalidations sent while this process was not subscribed
-            # (a queue replayed at the restart) may have missed it.
-            stale = self._l1_stale(key)
-            if stale is not _NONE:
-                return stale, _revalidation.claim(self, key, loader, ttl, tags, seq, b"")
-        return self._load_and_fill(key, loader, ttl, tags, type, seq, force=force_lease), None
-
-    def _without_redis(self, key: str, loader: Callable[[], Any], ttl: Ttl, seq: int) -> Any:
-        """Redis is unreachable: an in-process copy within max_stale, else the source.
-
-        A value loaded here is kept in L1 as not-fresh (it cannot be invalidated
-        while Redis is out), servable for max_stale counted from the moment the
-        load began (a commit after that may be missing from it): one load per key
-        per max_stale of outage, not one per read, and never a copy older than that.
-        """
-        stale = self._l1_stale(key)
-        if stale is not _NONE:
-            return stale
-        began = _wall()
-        value = (self._load(loader))[0]
-        stored = self.options.ttl_for(ttl, value) is not None
-        if stored and self.options.l1_size and self.options.max_stale and seq == self._inv_seq:
-            try:
-                size = len(self._envelopes.codec.encode(value))
-            except Exception:
-                return value  # not encodable: not cacheable either
-            # Like any fill: not if an invalidation arrived while it loaded (it may be
-            # older), checked again under L1's lock right before the put.
-            self._l1.put(
-                key,
-                value,
-                expires=_monotonic(),
-                fresh_until=began,
-                size=size,
-                unless=lambda: seq != self._inv_seq,
-            )
-        return value
-
-    def _l1_stale(self, key: str) -> Any:
-        """This process's copy of ``key`` if it is at most ``max_stale`` past fresh."""
-        entry = self._l1_map.get(key)
-        if entry is None or _wall() - entry.fresh_until > self.options.max_stale:
-            return _NONE
-        self._counters.stale_fallbacks += 1
-        return entry.value
-
-    def _warming(self) -> bool:
-        """Whether Redis may be refilling after a restart (or before we could tell)."""
-        if _monotonic() < self._warm_until:
-            return True
-        return self._started and self._subscriber is not None and not self._subscriber.live
-
-    def _load_and_fill(
-        self,
-        key: str,
-        loader: Callable[[], Any],
-        ttl: Ttl,
-        tags: tuple[str, ...],
-        type: Any,
-        seq: int,
-        *,
-        force: bool = False,
-        token: bytes | None = None,
-        held: bool = False,
-    ) -> Any:
-        """Load ``key`` and fill it: with the lease ``token`` already taken by the read,
-        or after taking one (waiting for another holder's fill, bounded)."""
-        versions = self._stamps.versions(tags)
-        if versions is None:
-            if token is not None:
-                self._release_soon(key, token)
-            return self._without_redis(key, loader, ttl, seq)
-        refused = False
-        if self.options.leases and token is None:
-            refusals = self._refusals
-            if refusals.writes_until and not refusals.allows(WRITES):
-                outcome, found = "refused", None  # no lease can be written: do not try
-            else:
-                outcome, found = self._acquire_lease(key, type, seq, force, held)
-            if outcome == "value":
-                return found
-            token = found
-            # Nobody can fill while Redis refuses writes: the fill below keeps the value
-            # in process (L1) instead, so the next reads do not load it again.
-            refused = outcome == "refused"
-        if token is None:
-            value, seconds = self._load(loader)
-        else:
-            value, seconds = self._load_leased(key, loader, token)
-        if value is None and not self.options.cache_none:
-            if token is not None:
-                self._release(key, token)
-            return value
-        if token is not None or not self.options.leases or refused:
-            self._fill(key, value, ttl, tags, versions, seconds, seq, token, strict=False)
-        return value
-
-    def _load_leased(self, key: str, loader: Callable[[], Any], token: bytes) -> tuple[Any, float]:
-        """Load while the keeper renews the lease; a failed load frees the key for the next
-        caller now, and a cancelled one without making its caller wait for Redis."""
-        value_key, lease_key = self._guarded_keys(key)
-        handle = self._keeper.hold(value_key, lease_key, token, lease_mark(token))
-        try:
-            return self._load(loader)
-        except Exception:
-            self._keeper.drop(handle)
-            self._release(key, token)
-            raise
-        except BaseException:
-            self._keeper.drop(handle)
-            self._release_soon(key, token)
-            raise
-        finally:
-            self._keeper.drop(handle)
-
     def _acquire_lease(
         self, key: str, type: Any, seq: int, force: bool, held: bool = False
     ) -> tuple[str, Any]:
@@ -679,133 +427,7 @@ class Cache:
         another caller's lease (so it waits before asking again). A cancelled caller
         stops within one backoff step (every wait here is a plain await).
         """
-        value_key, lease_key = self._guarded_keys(key)
-        token = new_token()
-        mark = lease_mark(token)
-        deadline = _monotonic() + self.options.lease_wait_seconds
-        attempt = 0
-        if held:
-            self._counters.lease_waits += 1
-            sleep(lease_backoff(attempt, rng.random()))
-            attempt += 1
-        while True:
-            try:
-                if force:
-                    got, raw = self._l2.get_or_lease(
-                        value_key, lease_key, token, self._lease_px, True
-                    )
-                else:
-                    raw, refreshing = self._l2.poll_lease(
-                        value_key, lease_key, mark, self._lease_px
-                    )
-                    got = raw is None and not refreshing
-            except REDIS_ERRORS as exc:
-                if self._redis_failed(exc) == WRITES:
-                    return "refused", None
-                return "none", None
-            if raw is not None and is_lease_mark(raw):
-                force = False  # someone's lease in the value slot: wait for its fill
-            elif raw is not None:
-                envelope = self._decode(raw, type, count=False)
-                verdict = None if envelope is None else self._judge(envelope, xfetch=False)
-                if envelope is not None and verdict is not None and verdict.serveable:
-                    if got:
-                        self._release(key, token)
-                    self._take(key, envelope, verdict, seq)
-                    return "value", envelope.value
-                force = True  # unusable bytes in Redis: do not wait for them to expire
-            if got:
-                return "lease", token
-            if attempt == 0:
-                self._counters.lease_waits += 1
-            if _monotonic() >= deadline:
-                self._counters.lease_wait_timeouts += 1
-                return "none", None
-            sleep(lease_backoff(attempt, rng.random()))
-            attempt += 1
-
-    def _read(self, key: str, type: Any) -> Any:
-        """One GET: an :class:`Envelope`, ``None`` on a miss, ``_CORRUPT`` for bytes that
-        do not decode, or ``_UNAVAILABLE``."""
-        started = time.perf_counter()
-        try:
-            raw = self._l2.get(self._layout.value(key).encode())
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return _UNAVAILABLE
-        self._l2_latency.record(time.perf_counter() - started)
-        if raw is None or is_lease_mark(raw):  # a mark: someone is loading it
-            self._counters.l2_misses += 1
-            return None
-        envelope = self._decode(raw, type)
-        return _CORRUPT if envelope is None else envelope
-
-    def _read_or_lease(self, key: str, type: Any, token: bytes) -> Any:
-        """The lease-get: like :meth:`_read`, but a miss takes the lease in the same round
-        trip (``_LEASED``), or finds another caller's (``_HELD``)."""
-        started = time.perf_counter()
-        try:
-            raw, refreshing = self._l2.lease_get(
-                *self._guarded_keys(key), lease_mark(token), self._lease_px
-            )
-        except RefusedByRedis as exc:
-            # Redis refuses the write (out of memory, no permission): plain reads, which
-            # still serve what is cached, with a lease-get once a second (see _lead).
-            _capabilities.refused(self, classify(exc) or WRITES, exc)
-            return self._read(key, type)
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return _UNAVAILABLE
-        self._l2_latency.record(time.perf_counter() - started)
-        if self._refusals.writes_until:
-            self._refusals.accepted(WRITES)  # it took our lease (or found an entry): back
-        if raw is None or is_lease_mark(raw):
-            self._counters.l2_misses += 1
-            return _LEASED if raw is None and not refreshing else _HELD
-        envelope = self._decode(raw, type)
-        return _CORRUPT if envelope is None else envelope
-
-    def _decode(self, raw: bytes, type: Any, *, count: bool = True) -> Envelope | None:
-        try:
-            envelope = self._envelopes.decode(raw, type)
-        except CorruptEntry as exc:
-            if count:  # a lease attempt re-reads the same bytes: count them once
-                self._counters.corrupt_entries += 1
-                self._counters.l2_misses += 1
-            log.debug("veneer: unreadable entry treated as a miss: %s", exc)
-            return None
-        envelope.size = len(raw)
-        envelope.raw = raw
-        return envelope
-
-    def _judge(self, envelope: Envelope, *, xfetch: bool) -> Verdict | None:
-        """The entry's verdict, or None when Redis failed while fetching stamps."""
-        versions = self._stamps.versions(tuple(envelope.tags))
-        if versions is None:
-            return None
-        beta = self.options.xfetch_beta if xfetch else 0.0
-        verdict = judge(envelope, _wall(), *versions, beta, 1.0 - rng.random())
-        if verdict is Verdict.INVALID:
-            self._counters.stale_rejected += 1
-            self._counters.l2_misses += 1
-        return verdict
-
-    def _take(self, key: str, envelope: Envelope, verdict: Verdict, seq: int) -> None:
-        """Count a served entry; a fresh one also goes into L1."""
-        if verdict is Verdict.STALE:
-            self._counters.stale_served += 1
-            return
-        self._counters.l2_hits += 1
-        if self._l1_live:
-            _entries.remember(
-                self,
-                key,
-                envelope.value,
-                envelope.fresh_until - _wall(),
-                envelope.size,
-                tuple(envelope.tags),
-                seq,
-            )
+        return _misses.acquire_lease(self, key, type, seq, force, held)
 
     def _load(self, loader: Callable[[], Any], *, acquired: bool = False) -> tuple[Any, float]:
         """Call the source through the bulkhead (``source_concurrency`` at once);
@@ -883,37 +505,7 @@ class Cache:
         their L1 copy. If Redis is unreachable the write is skipped and an
         invalidation of the key is queued, so no process keeps the old value.
         """
-        check_key(key)
-        ttl_s = self.options.resolve_ttl(ttl)
-        tag_list = check_tags(tags)
-        # Every check that can refuse the value runs before anything changes.
-        payload = _entries.prepare(self, key, value, strict=True)
-        site = sys._getframe(1).f_code
-        if self._drift.watching(site):
-            self._drift.check(site, key, value, self.options.namespace)
-        self._start()
-        self._inv_seq += 1
-        self._l1.discard(key)
-        versions = self._stamps.versions(tag_list)
-        if versions is None:
-            self._invalidations.queue(("k", key))
-            return
-        encoded = _entries.encode(
-            self, key, value, ttl_s, tag_list, versions, 0.0, strict=True, payload=payload
-        )
-        assert encoded is not None  # strict: raises instead
-        data, px, _fresh = encoded
-        try:
-            self._l2.set_and_revoke(*self._guarded_keys(key), data, px)
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            self._invalidations.queue(("k", key))
-            return
-        finally:
-            # Reads that began before the write landed may hold the old value.
-            self._inv_seq += 1
-            self._l1.discard(key)
-        self._invalidations.publish("k", key, 0)
+        _writes.write(self, key, value, ttl, tags, sys._getframe(1).f_code)
 
     def add(
         self, key: str, value: Any, /, *, ttl: float | None = None, tags: Sequence[str] = ()
@@ -954,75 +546,16 @@ class Cache:
         *,
         strict: bool,
     ) -> bool:
-        """Write a loaded value; with a token, only while that token is still the lease."""
-        encoded = _entries.encode(self, key, value, ttl, tags, versions, seconds, strict=strict)
-        if encoded is None:
-            if token is not None:
-                self._release(key, token)
-            return False
-        data, px, fresh_seconds = encoded
-        value_key, lease_key = self._guarded_keys(key)
-        refusals = self._refusals
-        if token is None and refusals.writes_until and not refusals.allows(WRITES):
-            # Redis refuses writes (out of memory): keep it in process, try again later.
-            _entries.remember(self, key, value, fresh_seconds, len(data), tags, seq)
-            return False
-        try:
-            if token is None:
-                self._l2.set(value_key, data, px)
-            elif not self._l2.fill_with_lease(
-                value_key, lease_key, token, lease_mark(token), data, px
-            ):
-                # Revoked by an invalidation (or expired): the value may predate it.
-                self._counters.fills_refused += 1
-                return False
-        except REDIS_ERRORS as exc:
-            if self._redis_failed(exc) == WRITES:
-                # Loaded and judged like any fill (an invalidation since bumped seq, and
-                # one heard later discards it): L1 holds it so reads do not load again.
-                _entries.remember(self, key, value, fresh_seconds, len(data), tags, seq)
-            return False
-        if refusals.writes_until:
-            refusals.accepted(WRITES)
-        _entries.remember(self, key, value, fresh_seconds, len(data), tags, seq)
-        self._record_fill(key)
-        return True
-
-    def _release(self, key: str, token: bytes) -> None:
-        try:
-            self._l2.release_lease(*self._guarded_keys(key), token, lease_mark(token))
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)  # the lease expires by itself after lease_heartbeat
-
-    def _release_soon(self, key: str, token: bytes) -> None:
-        """Release in the background: for a caller that must not wait on Redis (cancelled)."""
-
-        def release() -> None:
-            self._release(key, token)
-
-        call_later(0.0, release)
-
-    def _record_fill(self, key: str) -> None:
-        """Keep 1 in ``registry_every`` filled keys in a bounded registry for ``veneer verify``."""
-        every = self.options.registry_every
-        if not every:
-            return
-        self._fills += 1
-        if self._fills % every:
-            return
-        try:
-            self._l2.record_key(self._registry_key, key, _wall(), self._stamps.redis_expiry)
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
+        """Write a loaded value; with a token, only while that token is still the lease
+        (a method, so that tracing can wrap it)."""
+        return _writes.fill(
+            self, key, value, ttl, tags, versions, seconds, seq, token, strict=strict
+        )
 
     def recent_keys(self, limit: int = 1000) -> list[str]:
         """Keys recently filled by any process (1 in ``registry_every`` fills, newest first,
         at most 1000): the bounded sample ``veneer verify`` checks. No SCAN involved."""
-        try:
-            return self._l2.recent_keys(self._registry_key, min(limit, 1000))
-        except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
-            return []
+        return _writes.recent_keys(self, limit)
 
     def _guarded_keys(self, key: str) -> tuple[bytes, bytes]:
         value_key = self._layout.value(key).encode()

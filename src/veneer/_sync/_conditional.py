@@ -27,7 +27,7 @@ from .._keys import check_key, check_tags
 from .._policy import lease_backoff, plan_fill
 from .._random import rng
 from .._txn import open_marks as _open_marks
-from . import _entries
+from . import _entries, _reads
 from ._concurrency import sleep
 from ._redis_io import REDIS_ERRORS
 
@@ -113,10 +113,10 @@ def _current(cache: Cache, key: str) -> tuple[Any, Any]:
     raw = cache._l2.get(keys[0])
     if raw is None:
         return None, None
-    envelope = cache._decode(raw, None, count=False)
+    envelope = _reads.decode(cache, raw, None, count=False)
     if envelope is None:
         return raw, None
-    verdict = cache._judge(envelope, xfetch=False)
+    verdict = _reads.judge(cache, envelope, xfetch=False)
     if verdict is None:
         raise _NoStamps
     return raw, envelope if verdict.serveable else None
