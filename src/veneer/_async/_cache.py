@@ -12,7 +12,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import (
+    Any,
+    ParamSpec,
+    TypeVar,
+    cast,
+    overload,  # async-only
+)
 
 from .. import _fork
 from .._codec import (
@@ -324,6 +330,32 @@ class AsyncCache:
         _reads.take(self, key, envelope, verdict, seq)
         return envelope.value
 
+    # async-only: begin
+    @overload
+    async def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[T]],
+        /,
+        *,
+        ttl: float | Callable[[T], float | None] | None = None,
+        tags: Sequence[str] = (),
+        type: Any = None,
+    ) -> T: ...
+
+    @overload
+    async def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        /,
+        *,
+        ttl: float | Callable[[T], float | None] | None = None,
+        tags: Sequence[str] = (),
+        type: Any = None,
+    ) -> T: ...
+
+    # async-only: end
     async def get_or_load(
         self,
         key: str,
@@ -477,6 +509,32 @@ class AsyncCache:
         """
         return await _batches.get_or_load_many(self, keys, loader_many, ttl, tags, type)
 
+    # async-only: begin
+    @overload
+    async def refresh(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[T]],
+        /,
+        *,
+        ttl: float | Callable[[T], float | None] | None = None,
+        tags: Sequence[str] = (),
+        default: Any = None,
+    ) -> T | Any: ...
+
+    @overload
+    async def refresh(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        /,
+        *,
+        ttl: float | Callable[[T], float | None] | None = None,
+        tags: Sequence[str] = (),
+        default: Any = None,
+    ) -> T | Any: ...
+
+    # async-only: end
     async def refresh(
         self,
         key: str,

@@ -13,7 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import (
+    Any,
+    ParamSpec,
+    TypeVar,
+    cast,
+)
 
 from .. import _fork
 from .._codec import (
