@@ -62,10 +62,10 @@ def test_killed_then_restarted_empty_threads(own_redis: RedisServer, source: Sou
     time.sleep(1.0)
     restarted = time.monotonic()
     own_redis.start()
-    back = restarted + 10
-    while cache.stats().breaker_state != "closed" and time.monotonic() < back:
+    deadline = restarted + 10
+    while cache.stats().breaker_state != "closed" and time.monotonic() < deadline:
         time.sleep(0.01)
-    back = time.monotonic()
+    back = time.monotonic()  # the cache reads Redis again from here
     time.sleep(2.5)
     reads = work.stop()
     stats = cache.stats()
@@ -102,10 +102,10 @@ async def test_killed_then_restarted_empty_asyncio(own_redis: RedisServer, sourc
     await asyncio.sleep(1.0)
     restarted = time.monotonic()
     own_redis.start()
-    back = restarted + 10
-    while cache.stats().breaker_state != "closed" and time.monotonic() < back:
+    deadline = restarted + 10
+    while cache.stats().breaker_state != "closed" and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    back = time.monotonic()
+    back = time.monotonic()  # the cache reads Redis again from here
     await asyncio.sleep(2.5)
     reads = await work.stop()
     stats = cache.stats()
