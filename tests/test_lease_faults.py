@@ -8,6 +8,7 @@ callers: it lives ``lease_heartbeat`` unless a live holder renews it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
@@ -141,12 +142,22 @@ async def test_a_thousand_cancellations_under_a_slow_redis_end_on_time_and_leave
             # land in the wait for the holder's leases.
             proxy.delay = 0.0005
             overshoot = 0.0
-            for i in range(1000):
-                key = f"h{i % 10}" if i % 2 else f"c{i}"
-                started = time.monotonic()
-                with pytest.raises(TimeoutError):
-                    await asyncio.wait_for(victim.get_or_load(key, slow_load), 0.001)
-                overshoot = max(overshoot, time.monotonic() - started - 0.001)
+            # The bound is on veneer's cancellation, not on the interpreter: a full
+            # collection of the suite's own heap (hundreds of tests' objects) pauses the
+            # process (0.15 s measured after 300 tests), the likely cause of a 0.37 s
+            # overshoot seen once in a full suite run. Frozen, that heap is not
+            # scanned; the loop's own garbage still is.
+            gc.collect()
+            gc.freeze()
+            try:
+                for i in range(1000):
+                    key = f"h{i % 10}" if i % 2 else f"c{i}"
+                    started = time.monotonic()
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(victim.get_or_load(key, slow_load), 0.001)
+                    overshoot = max(overshoot, time.monotonic() - started - 0.001)
+            finally:
+                gc.unfreeze()
             assert overshoot < 0.25, overshoot
             assert victim.stats().lease_waits > 0  # some were cancelled while waiting
             proxy.delay = 0.0
